@@ -1,0 +1,1 @@
+"""sracl_ray.models"""
