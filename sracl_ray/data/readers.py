@@ -157,7 +157,7 @@ def detect_format(path: Path) -> str:
         return "paper"
     if any(n.startswith("reviews_") for n in names):
         return "amazon_raw"
-    if any(n.startswith("review") and n.endswith(".json") for n in names):
+    if any("review" in n and (n.endswith(".json") or n.endswith(".json.gz")) for n in names):
         return "yelp_raw"
     raise DataFormatError(path, None, "a dataset: *.txt (paper), *.inter (recbole), reviews_*.json.gz or review.json")
 

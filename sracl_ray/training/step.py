@@ -18,10 +18,15 @@ from sracl_ray.training.inputs import DeviceData
 
 
 def encode_trimmed(model: SeqRecModel, seqs: torch.Tensor, buckets: int = 1) -> torch.Tensor:
-    """model.encode over [B, L] left-padded rows, skipping padding exactly. -> [B, H]."""
+    """model.encode over [B, L] left-padded rows, skipping padding exactly. -> [B, H].
+
+    buckets=0 encodes the full padded width (the untrimmed reference computation).
+    """
+    if buckets == 0:
+        return model.encode(seqs)
     width = seqs.shape[1]
     lengths = (seqs > 0).sum(1)
-    if buckets <= 1:
+    if buckets == 1:
         return model.encode(seqs[:, width - int(lengths.max()):])
     order = torch.argsort(lengths)
     out = None

@@ -1,0 +1,68 @@
+"""A reference SRA-CL trainer that builds batches the way the authors' release does.
+
+Used only as the yardstick of benchmarks/epoch_speed.py: a torch Dataset whose __getitem__ does
+per-sample Python work (neighbour lookups, 20% substitutions with `random`), a DataLoader without
+workers, and every sequence encoded at its full padded length in separate calls.  Same model,
+same losses, same sizes as the fast path.
+"""
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from sracl_ray.config import Config
+from sracl_ray.models.sracl import cs_loss, is_loss, loss_weights
+from sracl_ray.training.inputs import Prepared
+from sracl_ray.semantic.units import build_units, sample_units, unit_histories
+
+
+class ReferenceDataset(Dataset):
+    """Per-sample Python batching, as in the authors' release."""
+
+    def __init__(self, prep: Prepared, k: int, prob: float, seed: int):
+        sp, art = prep.split, prep.semantic
+        self.hist = [list(map(int, h)) for h in sp.sample_hist]
+        self.target = [int(t) for t in sp.sample_target]
+        self.unit = [int(u) for u in sample_units(sp, art.granularity)]
+        self.unit_hist = [list(map(int, h)) for h in unit_histories(sp, build_units(sp, art.granularity))]
+        self.unit_nbrs = [list(map(int, r[:k])) for r in art.unit_nbrs]
+        self.item_nbrs = [list(map(int, r[:k])) for r in art.item_nbrs]
+        self.prob, self.rng = prob, random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.target)
+
+    def substitute(self, seq: list[int]) -> list[int]:
+        return [self.rng.choice(self.item_nbrs[i]) if i and self.rng.random() < self.prob else i for i in seq]
+
+    def __getitem__(self, i: int):
+        nb = self.unit_nbrs[self.unit[i]]
+        return (torch.tensor(self.hist[i]), torch.tensor(self.target[i]), torch.tensor(self.unit[i]),
+                torch.tensor(nb), torch.tensor([self.unit_hist[n] for n in nb]),
+                torch.tensor(self.substitute(self.hist[i])), torch.tensor(self.substitute(self.hist[i])))
+
+
+def reference_steps(modules: dict, prep: Prepared, cfg: Config, opt: torch.optim.Optimizer, steps: int):
+    """Run `steps` reference training steps (full SRA-CL, learnable synthesis); yields batch sizes."""
+    ds = ReferenceDataset(prep, cfg.cl.k, cfg.cl.substitute_prob, cfg.train.seed)
+    unit_emb = torch.as_tensor(prep.semantic.unit_emb)
+    loader = DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=True, num_workers=0, drop_last=True)
+    alpha, beta = loss_weights(cfg.cl)
+    model, synth = modules["model"], modules["synth"]
+    for step, (hist, tgt, unit, nb, nb_hist, v1, v2) in enumerate(loader):
+        if step >= steps:
+            return
+        b, k, width = nb_hist.shape
+        h = model.encode(hist)
+        loss = model.rec_loss(h, tgt)
+        h_nb = model.encode(nb_hist.view(-1, width)).view(b, k, -1)
+        p = synth.weights(unit_emb[unit], unit_emb[nb])
+        loss = loss + alpha * cs_loss(h, h_nb, p, cfg.cl.temperature)
+        loss = loss + beta * is_loss(model.encode(v1), model.encode(v2), cfg.cl.temperature)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        yield b

@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny datasets and a fast semantic artifact (no downloads, no LLM)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+def fake_artifact(data, split, out_dir: Path, granularity: str = "prefix", dim: int = 16, seed: int = 0):
+    """A real-format artifact from seeded random item vectors (fast; for engine tests)."""
+    from sracl_ray.semantic.interim import build_from_item_embeddings
+    from sracl_ray.semantic.artifact import SemanticArtifact, save_artifact
+
+    vecs = np.random.default_rng(seed).normal(size=(split.n_items, dim)).astype(np.float32)
+    art = build_from_item_embeddings(split, vecs, granularity, 20, {"builder": "test-random", "granularity": granularity})
+    art = SemanticArtifact(**{**art.__dict__, "manifest": {"stage": "test", "settings": {"granularity": granularity}}})
+    save_artifact(out_dir, art)
+    return art
+
+
+@pytest.fixture(scope="session")
+def small_sample(tmp_path_factory):
+    """(config overrides, Prepared) for the first 120 users of the packaged sample + a random artifact."""
+    from sracl_ray.config import load
+    from sracl_ray.data.readers import load_dataset
+    from sracl_ray.data.split import leave_one_out
+
+    cfg = load(None, ["data.max_users=120"])
+    data = load_dataset(cfg.data)
+    split = leave_one_out(data, cfg.data.max_len)
+    art_dir = tmp_path_factory.mktemp("artifact")
+    fake_artifact(data, split, art_dir)
+    sets = ["data.max_users=120", f"semantic.artifact={art_dir}", "train.progress=false", "train.num_threads=1"]
+    return sets
