@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from sracl_ray.config import load
-from sracl_ray.training.fit import build_modules, resolve_device, train_epoch
+from sracl_ray.training.fit import build_modules, make_optimizer, resolve_device, train_epoch
 from sracl_ray.training.inputs import DeviceData, Prepared, prepare_inputs
 from sracl_ray.training.reference import reference_steps
 from sracl_ray.training.step import step_losses
@@ -30,7 +30,7 @@ def timed_fast(prep: Prepared, cfg, device, steps: int) -> float:
     torch.manual_seed(0)
     dd = DeviceData(prep, cfg, device)
     modules = build_modules(cfg, prep, dd, device)
-    opt = torch.optim.Adam([p for m in modules.values() for p in m.parameters()], lr=1e-3)
+    opt = make_optimizer([p for m in modules.values() for p in m.parameters()], cfg, device)
     gen = torch.Generator(device=device).manual_seed(0)
     perm = torch.randperm(dd.n_samples, device=device, generator=gen).split(cfg.train.batch_size)
     def run(batches):
@@ -88,7 +88,7 @@ def main() -> None:
     if args.full_epoch:
         dd = DeviceData(prep, cfg, device)
         modules = build_modules(cfg, prep, dd, device)
-        opt = torch.optim.Adam([p for m in modules.values() for p in m.parameters()], lr=1e-3)
+        opt = make_optimizer([p for m in modules.values() for p in m.parameters()], cfg, device)
         t = time.perf_counter()
         train_epoch(modules, dd, cfg, opt, torch.Generator(device=device).manual_seed(0), 1)
         sync(device)

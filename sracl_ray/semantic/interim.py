@@ -43,7 +43,7 @@ def minilm_encoder(batch_size: int = 64, progress: bool = False):
 
 
 def build_from_item_embeddings(split: Split, item_vecs: np.ndarray, granularity: str, max_k: int,
-                               settings: dict) -> SemanticArtifact:
+                               settings: dict, device: str = "cpu") -> SemanticArtifact:
     """Units = mean of their items' vectors; neighbours by chunked top-k cosine."""
     item_emb = np.vstack([np.zeros((1, item_vecs.shape[1]), np.float32), normalise(item_vecs)])
     units = build_units(split, granularity)
@@ -53,8 +53,8 @@ def build_from_item_embeddings(split: Split, item_vecs: np.ndarray, granularity:
     k_items = min(max_k, split.n_items - 1)
     k_units = min(max_k, len(units) - 1)
     item_nbrs = np.zeros((split.n_items + 1, k_items), np.int64)
-    item_nbrs[1:] = topk_cosine(item_emb, k_items, exclude=np.array([0]))[1:]
-    unit_nbrs = topk_cosine(unit_emb, k_units)
+    item_nbrs[1:] = topk_cosine(item_emb, k_items, exclude=np.array([0]), device=device)[1:]
+    unit_nbrs = topk_cosine(unit_emb, k_units, device=device)
     return SemanticArtifact(item_emb, unit_emb, item_nbrs, unit_nbrs, units,
                             {"stage": "interim", "settings": settings})
 

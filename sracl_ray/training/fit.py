@@ -39,6 +39,12 @@ def build_modules(cfg: Config, prep: Prepared, dd: DeviceData, device: torch.dev
     return modules
 
 
+def make_optimizer(params: list, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
+    """Adam as in the paper; the fused kernel on CUDA (one launch instead of one per tensor)."""
+    return torch.optim.Adam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
+                            fused=device.type == "cuda")
+
+
 def train_epoch(modules: dict, dd: DeviceData, cfg: Config, opt: torch.optim.Optimizer,
                 gen: torch.Generator, epoch: int) -> float:
     """One pass over a random permutation of all training prefixes; returns the mean loss."""
@@ -50,10 +56,12 @@ def train_epoch(modules: dict, dd: DeviceData, cfg: Config, opt: torch.optim.Opt
         from tqdm.auto import tqdm
         batches = tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False)
     total = torch.zeros((), device=dd.hist.device)
+    amp = cfg.train.amp and dd.hist.device.type == "cuda"
     for idx in batches:
         if len(idx) < 2:  # in-batch negatives need two rows
             continue
-        losses = step_losses(modules["model"], modules.get("synth"), dd, idx, cfg, gen)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            losses = step_losses(modules["model"], modules.get("synth"), dd, idx, cfg, gen)
         opt.zero_grad(set_to_none=True)
         losses.total.backward()
         opt.step()
@@ -83,7 +91,7 @@ def fit(cfg: Config, out_dir: str | Path, report: Report | None = None, prepared
     dd = DeviceData(prep, cfg, device)
     modules = build_modules(cfg, prep, dd, device)
     params = [p for m in modules.values() for p in m.parameters()]
-    opt = torch.optim.Adam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    opt = make_optimizer(params, cfg, device)
     ckpt_dir = out / "checkpoint"
     state = {"epoch": 0, "best_value": -np.inf, "best_epoch": 0, "bad_epochs": 0, "best_valid": {},
              "history": [], "train_seconds": 0.0}

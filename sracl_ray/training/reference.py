@@ -45,16 +45,18 @@ class ReferenceDataset(Dataset):
                 torch.tensor(self.substitute(self.hist[i])), torch.tensor(self.substitute(self.hist[i])))
 
 
-def reference_steps(modules: dict, prep: Prepared, cfg: Config, opt: torch.optim.Optimizer, steps: int):
+def reference_steps(modules: dict, prep: Prepared, cfg: Config, opt: torch.optim.Optimizer, steps: int,
+                    device: torch.device = torch.device("cpu")):
     """Run `steps` reference training steps (full SRA-CL, learnable synthesis); yields batch sizes."""
     ds = ReferenceDataset(prep, cfg.cl.k, cfg.cl.substitute_prob, cfg.train.seed)
-    unit_emb = torch.as_tensor(prep.semantic.unit_emb)
+    unit_emb = torch.as_tensor(prep.semantic.unit_emb).to(device)
     loader = DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=True, num_workers=0, drop_last=True)
     alpha, beta = loss_weights(cfg.cl)
     model, synth = modules["model"], modules["synth"]
-    for step, (hist, tgt, unit, nb, nb_hist, v1, v2) in enumerate(loader):
+    for step, batch in enumerate(loader):
         if step >= steps:
             return
+        hist, tgt, unit, nb, nb_hist, v1, v2 = (t.to(device) for t in batch)
         b, k, width = nb_hist.shape
         h = model.encode(hist)
         loss = model.rec_loss(h, tgt)

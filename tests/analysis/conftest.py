@@ -98,17 +98,23 @@ def build_store(root: Path, sweeps: bool = True, ablations: bool = True) -> list
     return rows
 
 
-@pytest.fixture()
-def store(tmp_path: Path) -> tuple[Path, pd.DataFrame]:
-    """(storage dir, DataFrame of the rows written) of the full synthetic store."""
-    root = tmp_path / "sweep"
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    """(storage dir, DataFrame of the rows written) of the full synthetic store; read-only."""
+    root = tmp_path_factory.mktemp("analysis") / "sweep"
     rows = build_store(root)
     return root, pd.DataFrame(rows)
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def loaded(store):
-    """The synthetic store loaded through analysis.store."""
+    """The synthetic store loaded through analysis.store; read-only (copy before changing)."""
     from analysis.store import load_store
 
     return load_store(store[0])
+
+
+@pytest.fixture()
+def store_builder():
+    """``build_store``, for tests needing another store (``import conftest`` is ambiguous)."""
+    return build_store

@@ -1,0 +1,157 @@
+"""Which store rows make up a method, what it is called, and the reference setting tables use.
+
+A *method* is a (backbone, variant) pair.  Each variant only depends on some hyperparameters
+(``no_cl`` trains no contrastive loss, so its alpha/beta/k are irrelevant however they were
+recorded), so "the runs at the reference setting" compares only the settings a variant uses.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+BACKBONE_NAMES = {"gru4rec": "GRU4Rec", "sasrec": "SASRec", "duorec": "DuoRec"}
+BACKBONE_ORDER = ("gru4rec", "sasrec", "duorec")
+# Table 3 column order, as in the paper.
+ABLATION_ORDER = ("no_cl", "no_cs", "no_is", "unlearnable", "full")
+VARIANT_LABELS = {
+    "no_cl": "w/o CL",
+    "no_cs": "w/o L_CS",
+    "no_is": "w/o L_IS",
+    "unlearnable": "Unlearnable",
+    "full": "SRA-CL",
+}
+VARIANT_LATEX = {
+    "no_cs": r"w/o $\mathcal{L}_{CS}$",
+    "no_is": r"w/o $\mathcal{L}_{IS}$",
+}
+HPARAMS = ("alpha", "beta", "k")
+# Settings every variant depends on.
+COMMON_SETTINGS = ("mask_history", "max_len")
+# Hyperparameters each variant actually uses; unknown variants use all of them.
+VARIANT_HPARAMS = {
+    "full": ("alpha", "beta", "k"),
+    "no_cl": (),
+    "no_cs": ("beta", "k"),
+    "no_is": ("alpha", "k"),
+    "unlearnable": ("alpha", "beta", "k"),
+}
+SRACL_SUFFIX = "+SRA-CL"
+
+
+def backbone_name(backbone: str) -> str:
+    """Display name of a backbone (``sasrec`` -> ``SASRec``)."""
+    return BACKBONE_NAMES.get(str(backbone), str(backbone))
+
+
+def method_name(backbone: str, variant: str) -> str:
+    """Backbone name, plus ``+SRA-CL`` unless the variant is ``no_cl``."""
+    return backbone_name(backbone) + ("" if variant == "no_cl" else SRACL_SUFFIX)
+
+
+def method_label(backbone: str, variant: str) -> str:
+    """``method_name`` plus the ablation in brackets, so every (backbone, variant) is distinct."""
+    extra = "" if variant in ("full", "no_cl") else f" ({VARIANT_LABELS.get(variant, variant)})"
+    return method_name(backbone, variant) + extra
+
+
+def metric_label(metric: str) -> str:
+    """Display name of a metric column (``test/ndcg@20`` -> ``NDCG@20``)."""
+    name = str(metric).split("/", 1)[-1]
+    head, _, k = name.partition("@")
+    return head.upper() + (f"@{k}" if k else "")
+
+
+def backbone_order(backbones: Iterable[str]) -> list[str]:
+    """Backbones in the paper's order (GRU4Rec, SASRec, DuoRec), then any others sorted."""
+    present = set(backbones)
+    known = [b for b in BACKBONE_ORDER if b in present]
+    return known + sorted(present - set(BACKBONE_ORDER))
+
+
+def _is_missing(value: Any) -> bool:
+    """True for None and float NaN."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def match(series: pd.Series, value: Any) -> pd.Series:
+    """Boolean mask of ``series == value``; floats compared with isclose, NaN matches NaN."""
+    if _is_missing(value):
+        return series.isna()
+    is_num = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+    if is_num and pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+        vals = series.astype(float).to_numpy()
+        return pd.Series(np.isclose(vals, float(value)) & ~np.isnan(vals), index=series.index)
+    return series == value
+
+
+def match_all(df: pd.DataFrame, where: Mapping[str, Any]) -> pd.Series:
+    """Boolean mask of the rows whose columns equal every value in ``where``."""
+    mask = pd.Series(True, index=df.index)
+    for col, value in where.items():
+        if col not in df.columns:
+            raise KeyError(f"cannot select on {col!r}: not a column of the results store")
+        mask &= match(df[col], value)
+    return mask
+
+
+def select(df: pd.DataFrame, where: Mapping[str, Any]) -> pd.DataFrame:
+    """Rows whose columns equal ``where`` (e.g. ``{"backbone": "sasrec", "variant": "full"}``)."""
+    return df[match_all(df, where)]
+
+
+def relevant_settings(variant: str) -> tuple[str, ...]:
+    """Settings that change what a variant trains (its hyperparameters plus the common ones)."""
+    return tuple(VARIANT_HPARAMS.get(str(variant), HPARAMS)) + COMMON_SETTINGS
+
+
+def _mode(values: pd.Series, setting: str) -> Any:
+    """Most frequent value; ties go to the smallest, with a warning."""
+    counts = values.dropna().value_counts()
+    if counts.empty:
+        return None
+    top = counts[counts == counts.max()].index.tolist()
+    if len(top) > 1:
+        log.warning("reference %s is ambiguous (%s equally common); using %s", setting, top,
+                    sorted(top)[0])
+    return sorted(top)[0]
+
+
+def resolve_reference(df: pd.DataFrame, reference: Mapping[str, Any] | None = None) -> dict:
+    """Reference setting: given values, others the most common among the variants that use them."""
+    ref = dict(reference or {})
+    for setting in HPARAMS + COMMON_SETTINGS:
+        if setting in ref or setting not in df.columns:
+            continue
+        users = df["variant"].map(lambda v: setting in relevant_settings(v))
+        value = _mode(df.loc[users, setting], setting)
+        if value is not None:
+            ref[setting] = value.item() if hasattr(value, "item") else value
+    return ref
+
+
+def at_reference(
+    df: pd.DataFrame, reference: Mapping[str, Any] | None = None, ignore: Iterable[str] = ()
+) -> pd.DataFrame:
+    """Rows at the reference setting, comparing only the settings each row's variant uses.
+
+    Reference keys other than alpha/beta/k/mask_history/max_len (e.g. ``cfg.train.lr``) apply to
+    every row.
+    """
+    ref = resolve_reference(df, reference)
+    skip = set(ignore)
+    extra = {k: v for k, v in ref.items() if k not in HPARAMS + COMMON_SETTINGS and k not in skip}
+    mask = match_all(df, extra)
+    for variant, rows in df.groupby("variant", sort=False):
+        for setting in relevant_settings(variant):
+            if setting in skip or setting not in ref or setting not in df.columns:
+                continue
+            mask.loc[rows.index] &= match(rows[setting], ref[setting])
+    return df[mask]

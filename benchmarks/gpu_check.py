@@ -1,0 +1,147 @@
+"""One-shot GPU check for the core engine (torch only: the lent GPU machines have no Ray).
+
+Measures on full Beauty: SRA-CL epoch time (several trimming / precision settings), evaluation
+time over all users, peak GPU memory, a reference per-sample-batching trainer's steps/s on the
+same card, and a SASRec (no CL) run to convergence for test HR@10.
+
+    python benchmarks/gpu_check.py --data DIR --item-vectors FILE.npy --out OUTDIR [--budget-s 420]
+DIR holds Beauty.txt + items.tsv; FILE.npy is the items' MiniLM vectors (row i = item i+1),
+built on a CPU machine by benchmarks/embed_items.py (the GPU machine has no model weights).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sracl_ray.config import load
+from sracl_ray.data.dataset import slice_users
+from sracl_ray.data.readers import read_paper
+from sracl_ray.data.split import leave_one_out
+from sracl_ray.semantic.interim import build_from_item_embeddings
+from sracl_ray.training.evaluate import metrics_from_ranks, rank_targets
+from sracl_ray.training.fit import build_modules, evaluate_split, make_optimizer, train_epoch
+from sracl_ray.training.inputs import DeviceData, Prepared
+from sracl_ray.training.reference import reference_steps
+
+RESULTS: dict = {}
+
+
+def log(key: str, value) -> None:
+    RESULTS[key] = value
+    print(f"{key}={value}", flush=True)
+
+
+def sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def setup(cfg, prep, device):
+    torch.manual_seed(0)
+    dd = DeviceData(prep, cfg, device)
+    modules = build_modules(cfg, prep, dd, device)
+    opt = make_optimizer([p for m in modules.values() for p in m.parameters()], cfg, device)
+    return dd, modules, opt, torch.Generator(device=device).manual_seed(0)
+
+
+def time_epoch(prep, sets, device, label):
+    cfg = load(None, sets)
+    dd, modules, opt, gen = setup(cfg, prep, device)
+    train_epoch(modules, dd, cfg, opt, gen, 0)  # warm-up epoch (allocator, kernels)
+    sync()
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    t = time.perf_counter()
+    train_epoch(modules, dd, cfg, opt, gen, 1)
+    sync()
+    log(f"epoch_s[{label}]", round(time.perf_counter() - t, 3))
+    if torch.cuda.is_available():
+        log(f"peak_mem_gb[{label}]", round(torch.cuda.max_memory_allocated() / 2**30, 3))
+    return cfg, dd, modules
+
+
+def time_eval(cfg, dd, modules):
+    model = modules["model"]
+    rank_targets(model, dd.test_hist, dd.test_target, None, 4096)
+    sync()
+    t = time.perf_counter()
+    rank_targets(model, dd.test_hist, dd.test_target, None, 4096)
+    sync()
+    log("eval_all_users_s", round(time.perf_counter() - t, 4))
+
+
+def time_reference(prep, sets, device, steps=40):
+    cfg = load(None, sets)
+    dd, modules, opt, _ = setup(cfg, prep, device)
+    list(reference_steps(modules, prep, cfg, opt, 3, device))
+    sync()
+    t = time.perf_counter()
+    n = sum(reference_steps(modules, prep, cfg, opt, steps, device))
+    sync()
+    per_sample = (time.perf_counter() - t) / n
+    log("reference_epoch_s_extrapolated", round(per_sample * prep.split.n_samples, 2))
+
+
+def sasrec_to_convergence(prep, device, budget_s):
+    cfg = load(None, ["cl.variant=no_cl", "train.progress=false", "train.length_buckets=1", f"train.device={device}"])
+    dd, modules, opt, gen = setup(cfg, prep, device)
+    best, best_epoch, bad, t0, epoch = -1.0, 0, 0, time.time(), 0
+    best_state = None
+    while bad < cfg.train.patience and time.time() - t0 < budget_s and epoch < cfg.train.epochs:
+        epoch += 1
+        train_epoch(modules, dd, cfg, opt, gen, epoch)
+        valid, _ = evaluate_split(modules["model"], dd, cfg, "valid")
+        if valid[cfg.train.metric] > best:
+            best, best_epoch, bad = valid[cfg.train.metric], epoch, 0
+            best_state = {k: v.clone() for k, v in modules["model"].state_dict().items()}
+        else:
+            bad += 1
+    modules["model"].load_state_dict(best_state)
+    test, _ = evaluate_split(modules["model"], dd, cfg, "test")
+    log("sasrec_epochs_run", epoch)
+    log("sasrec_best_epoch", best_epoch)
+    log("sasrec_stopped_by", "patience" if bad >= cfg.train.patience else "time budget")
+    log("sasrec_train_s", round(time.time() - t0, 1))
+    for k in ("test/hr@10", "test/ndcg@10", "test/hr@20", "test/ndcg@20"):
+        log(f"sasrec_{k}", round(test[k], 4))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--item-vectors", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--max-users", type=int, default=0, help="slice (dry runs on CPU)")
+    ap.add_argument("--budget-s", type=float, default=240, help="time cap for the SASRec convergence run")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    log("device", torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu")
+    log("torch", torch.__version__)
+    data = slice_users(read_paper(Path(args.data), "beauty"), args.max_users or None)
+    split = leave_one_out(data, 20)
+    vecs = np.load(args.item_vectors).astype(np.float32)[:split.n_items]  # a slice's ids are re-densified
+    t = time.perf_counter()
+    art = build_from_item_embeddings(split, vecs, "prefix", 20, {"granularity": "prefix"}, device=args.device)
+    log("artifact_build_s", round(time.perf_counter() - t, 2))
+    prep = Prepared(data, split, art, "interim-minilm (gpu_check)")
+    log("n_train_samples", split.n_samples)
+    base = ["train.progress=false", f"train.device={args.device}"]
+    cfg, dd, modules = time_epoch(prep, base + ["train.length_buckets=1"], device, "trim,fp32")
+    time_eval(cfg, dd, modules)
+    time_epoch(prep, base + ["train.length_buckets=1", "train.amp=true"], device, "trim,bf16")
+    time_epoch(prep, base + ["train.length_buckets=0"], device, "untrimmed,fp32")
+    time_epoch(prep, base + ["train.length_buckets=4"], device, "4 buckets,fp32")
+    time_reference(prep, base + ["train.length_buckets=0"], device)
+    sasrec_to_convergence(prep, device, args.budget_s)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "gpu_results.json").write_text(json.dumps(RESULTS, indent=1))
+
+
+if __name__ == "__main__":
+    main()
