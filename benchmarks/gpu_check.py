@@ -24,16 +24,20 @@ from sracl_ray.data.readers import read_paper
 from sracl_ray.data.split import leave_one_out
 from sracl_ray.semantic.interim import build_from_item_embeddings
 from sracl_ray.training.evaluate import metrics_from_ranks, rank_targets
-from sracl_ray.training.fit import build_modules, evaluate_split, make_optimizer, train_epoch
+from sracl_ray.training.fit import build_modules, evaluate_split, make_optimizer, make_stepper, train_epoch
 from sracl_ray.training.inputs import DeviceData, Prepared
 from sracl_ray.training.reference import reference_steps
 
 RESULTS: dict = {}
+OUT: list[Path] = []
 
 
 def log(key: str, value) -> None:
+    """Print and persist at once, so a timed-out run still returns what it measured."""
     RESULTS[key] = value
     print(f"{key}={value}", flush=True)
+    if OUT:
+        (OUT[0] / "gpu_results.json").write_text(json.dumps(RESULTS, indent=1))
 
 
 def sync() -> None:
@@ -52,13 +56,16 @@ def setup(cfg, prep, device):
 def time_epoch(prep, sets, device, label):
     cfg = load(None, sets)
     dd, modules, opt, gen = setup(cfg, prep, device)
-    train_epoch(modules, dd, cfg, opt, gen, 0)  # warm-up epoch (allocator, kernels)
+    stepper = make_stepper(modules, dd, cfg, opt)
+    for idx in torch.randint(0, dd.n_samples, (20, cfg.train.batch_size), device=device):  # warm-up
+        stepper(idx, gen)
     sync()
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
-    train_epoch(modules, dd, cfg, opt, gen, 1)
+    loss = train_epoch(modules, dd, cfg, opt, gen, 1, stepper)
     sync()
+    log(f"loss[{label}]", round(loss, 4))
     log(f"epoch_s[{label}]", round(time.perf_counter() - t, 3))
     if torch.cuda.is_available():
         log(f"peak_mem_gb[{label}]", round(torch.cuda.max_memory_allocated() / 2**30, 3))
@@ -111,6 +118,62 @@ def sasrec_to_convergence(prep, device, budget_s):
         log(f"sasrec_{k}", round(test[k], 4))
 
 
+def try_(fn, *a, label: str = "") -> None:
+    """Run one measurement; a failure is recorded, not fatal to the others."""
+    try:
+        fn(*a)
+    except Exception as e:  # noqa: BLE001 - report and go on: device time is scarce
+        import traceback
+        traceback.print_exc()
+        log(f"error[{label or fn.__name__}]", f"{type(e).__name__}: {e}"[:300])
+
+
+def packing_worker(rank, args, n_steps, barrier, queue):
+    """One 'trial': SRA-CL steps on a Beauty slice; reports (start, end, samples)."""
+    device = torch.device("cuda")
+    data = slice_users(read_paper(Path(args.data), "beauty"), args.pack_users)
+    split = leave_one_out(data, 20)
+    vecs = np.load(args.item_vectors).astype(np.float32)[:split.n_items]
+    art = build_from_item_embeddings(split, vecs, "prefix", 20, {"granularity": "prefix"}, device="cuda")
+    prep = Prepared(data, split, art, "pack")
+    cfg = load(None, ["train.progress=false", "train.device=cuda", "train.length_buckets=1", f"train.seed={rank}"])
+    dd, modules, opt, gen = setup(cfg, prep, device)
+    step = make_stepper(modules, dd, cfg, opt)
+    batches = torch.randint(0, dd.n_samples, (n_steps + 5, cfg.train.batch_size), device=device, generator=gen)
+    for idx in batches[:5]:
+        step(idx, gen)
+    sync()
+    barrier.wait()
+    t = time.time()
+    for idx in batches[5:]:
+        step(idx, gen)
+    sync()
+    queue.put((t, time.time(), n_steps * cfg.train.batch_size))
+
+
+def packed_throughput(args, n_procs: int, n_steps: int) -> float:
+    import torch.multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    barrier, queue = ctx.Barrier(n_procs), ctx.Queue()
+    procs = [ctx.Process(target=packing_worker, args=(r, args, n_steps, barrier, queue)) for r in range(n_procs)]
+    for p in procs:
+        p.start()
+    rows = [queue.get(timeout=300) for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(r[2] for r in rows) / (max(r[1] for r in rows) - min(r[0] for r in rows))
+
+
+def packing(args) -> None:
+    """4 processes on one GPU (like 4 trials at 0.25 GPU) vs 1 process alone."""
+    one = packed_throughput(args, 1, args.pack_steps)
+    four = packed_throughput(args, 4, args.pack_steps)
+    log("packing_samples_per_s[1 proc]", round(one, 1))
+    log("packing_samples_per_s[4 procs]", round(four, 1))
+    log("packing_ratio_4_vs_1", round(four / one, 3))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -118,8 +181,13 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--max-users", type=int, default=0, help="slice (dry runs on CPU)")
+    ap.add_argument("--pack-users", type=int, default=5000)
+    ap.add_argument("--pack-steps", type=int, default=150)
+    ap.add_argument("--skip", default="", help="comma list: epochs,reference,sasrec,packing")
     ap.add_argument("--budget-s", type=float, default=240, help="time cap for the SASRec convergence run")
     args = ap.parse_args()
+    OUT.append(Path(args.out))
+    OUT[0].mkdir(parents=True, exist_ok=True)
     device = torch.device(args.device)
     log("device", torch.cuda.get_device_name(0) if device.type == "cuda" else "cpu")
     log("torch", torch.__version__)
@@ -132,15 +200,23 @@ def main() -> None:
     prep = Prepared(data, split, art, "interim-minilm (gpu_check)")
     log("n_train_samples", split.n_samples)
     base = ["train.progress=false", f"train.device={args.device}"]
-    cfg, dd, modules = time_epoch(prep, base + ["train.length_buckets=1"], device, "trim,fp32")
-    time_eval(cfg, dd, modules)
-    time_epoch(prep, base + ["train.length_buckets=1", "train.amp=true"], device, "trim,bf16")
-    time_epoch(prep, base + ["train.length_buckets=0"], device, "untrimmed,fp32")
-    time_epoch(prep, base + ["train.length_buckets=4"], device, "4 buckets,fp32")
-    time_reference(prep, base + ["train.length_buckets=0"], device)
-    sasrec_to_convergence(prep, device, args.budget_s)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "gpu_results.json").write_text(json.dumps(RESULTS, indent=1))
+    skip = set(args.skip.split(","))
+    if "epochs" not in skip:
+        cfg, dd, modules = time_epoch(prep, base + ["train.length_buckets=1"], device, "trim,fp32")
+        time_eval(cfg, dd, modules)
+        for label, extra in (("graph,fp32", ["train.cuda_graph=true"]),
+                             ("graph,bf16", ["train.cuda_graph=true", "train.amp=true"]),
+                             ("trim,bf16", ["train.length_buckets=1", "train.amp=true"]),
+                             ("4 buckets,fp32", ["train.length_buckets=4"]),
+                             ("untrimmed,fp32", ["train.length_buckets=0"])):
+            try_(time_epoch, prep, base + extra, device, label, label=label)
+    if "reference" not in skip:
+        try_(time_reference, prep, base + ["train.length_buckets=0"], device)
+    if "packing" not in skip:
+        try_(packing, args)
+    if "sasrec" not in skip:
+        try_(sasrec_to_convergence, prep, device, args.budget_s)
+    log("done", True)
 
 
 if __name__ == "__main__":

@@ -91,6 +91,8 @@ class TrainConfig:
     mask_history: bool = False  # paper/release: off
     num_threads: int = 0  # torch CPU threads; 0 = torch default
     amp: bool = False  # bf16 autocast on CUDA
+    # Capture the whole step as one CUDA graph (static shapes: no length trimming); CUDA only.
+    cuda_graph: bool = False
     progress: bool = True
 
 

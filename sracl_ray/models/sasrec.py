@@ -22,9 +22,22 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(hidden, eps=eps)
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # x [B, l, H], mask [B, 1, l, l]
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
+        """x [B, l, H], mask [B, 1, l, l] -> [B, l, H], or [B, 1, H] for the last position only.
+
+        With last_only, keys and values still come from every position but queries, the output
+        projection and the feed-forward run for the last position alone: the same numbers for
+        that position at a fraction of the cost (only h_u = H[:, -1] is used downstream).
+        """
         b, l, h = x.shape
-        q, k, v = self.qkv(x).view(b, l, 3, self.heads, h // self.heads).permute(2, 0, 3, 1, 4)
+        d = h // self.heads
+        if last_only:
+            q = F.linear(x[:, -1:], self.qkv.weight[:h], self.qkv.bias[:h]).view(b, 1, 1, self.heads, d)
+            kv = F.linear(x, self.qkv.weight[h:], self.qkv.bias[h:]).view(b, l, 2, self.heads, d)
+            q, (k, v) = q.permute(2, 0, 3, 1, 4)[0], kv.permute(2, 0, 3, 1, 4)
+            mask, x, l = mask[:, :, -1:], x[:, -1:], 1
+        else:
+            q, k, v = self.qkv(x).view(b, l, 3, self.heads, d).permute(2, 0, 3, 1, 4)
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                            dropout_p=self.attn_dropout if self.training else 0.0)
         x = self.ln1(x + self.drop(self.proj(a.transpose(1, 2).reshape(b, l, h))))
@@ -51,6 +64,6 @@ class SASRec(SeqRecModel):
         # Keys must be real items; a padding query may see itself so no row is all-masked (no NaN).
         mask = (causal & real[:, None, :]) | torch.eye(l, dtype=torch.bool, device=item_seq.device)
         mask = mask[:, None]  # [B, 1, l, l]
-        for block in self.blocks:
-            x = block(x, mask)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, last_only=i == len(self.blocks) - 1)
         return x[:, -1]

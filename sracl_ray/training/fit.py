@@ -41,13 +41,32 @@ def build_modules(cfg: Config, prep: Prepared, dd: DeviceData, device: torch.dev
 
 def make_optimizer(params: list, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
     """Adam as in the paper; the fused kernel on CUDA (one launch instead of one per tensor)."""
-    return torch.optim.Adam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay,
-                            fused=device.type == "cuda")
+    cuda = device.type == "cuda"
+    return torch.optim.Adam(params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay, fused=cuda,
+                            capturable=cuda and cfg.train.cuda_graph)
+
+
+def make_stepper(modules: dict, dd: DeviceData, cfg: Config, opt: torch.optim.Optimizer):
+    """A callable idx -> loss doing one optimisation step (CUDA-graphed when configured)."""
+    if cfg.train.cuda_graph and dd.hist.device.type == "cuda":
+        from sracl_ray.training.graphed import GraphedStep
+        return GraphedStep(modules, dd, cfg, opt)
+    amp = cfg.train.amp and dd.hist.device.type == "cuda"
+
+    def step(idx: torch.Tensor, gen: torch.Generator | None = None) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
+            losses = step_losses(modules["model"], modules.get("synth"), dd, idx, cfg, gen)
+        opt.zero_grad(set_to_none=True)
+        losses.total.backward()
+        opt.step()
+        return losses.total.detach()
+    return step
 
 
 def train_epoch(modules: dict, dd: DeviceData, cfg: Config, opt: torch.optim.Optimizer,
-                gen: torch.Generator, epoch: int) -> float:
+                gen: torch.Generator, epoch: int, stepper=None) -> float:
     """One pass over a random permutation of all training prefixes; returns the mean loss."""
+    stepper = stepper or make_stepper(modules, dd, cfg, opt)
     for m in modules.values():
         m.train()
     perm = torch.randperm(dd.n_samples, device=dd.hist.device, generator=gen)
@@ -56,16 +75,10 @@ def train_epoch(modules: dict, dd: DeviceData, cfg: Config, opt: torch.optim.Opt
         from tqdm.auto import tqdm
         batches = tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False)
     total = torch.zeros((), device=dd.hist.device)
-    amp = cfg.train.amp and dd.hist.device.type == "cuda"
     for idx in batches:
         if len(idx) < 2:  # in-batch negatives need two rows
             continue
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-            losses = step_losses(modules["model"], modules.get("synth"), dd, idx, cfg, gen)
-        opt.zero_grad(set_to_none=True)
-        losses.total.backward()
-        opt.step()
-        total += losses.total.detach()
+        total += stepper(idx, gen)
     return float(total) / max(1, len(batches))
 
 
@@ -100,10 +113,11 @@ def fit(cfg: Config, out_dir: str | Path, report: Report | None = None, prepared
     if found is not None:
         state, best = load_checkpoint(found, modules, opt, gen)
         log.info("resuming %s from epoch %d", out, state["epoch"])
+    stepper = make_stepper(modules, dd, cfg, opt)  # after resuming: a CUDA graph binds these tensors
     while state["epoch"] < cfg.train.epochs and state["bad_epochs"] < cfg.train.patience:
         epoch = state["epoch"] + 1
         te = time.time()
-        loss = train_epoch(modules, dd, cfg, opt, gen, epoch)
+        loss = train_epoch(modules, dd, cfg, opt, gen, epoch, stepper)
         valid, _ = evaluate_split(modules["model"], dd, cfg, "valid")
         value = valid[cfg.train.metric]
         if value > state["best_value"]:

@@ -44,3 +44,19 @@ def test_step_losses_and_grads_equal_untrimmed(small_sample, backbone, variant):
     for other in results[1:]:
         assert other[:3] == pytest.approx(results[0][:3], rel=1e-5)
         assert torch.allclose(other[3], results[0][3], atol=1e-6)
+
+
+def test_last_layer_shortcut_equals_full_layer():
+    """SASRec runs its last block for the last position only; h_u must not change."""
+    from sracl_ray.models.sasrec import SASRec
+
+    torch.manual_seed(0)
+    m = SASRec(100, 20).eval()
+    x = torch.randint(1, 100, (8, 20))
+    x[:4, :12] = 0
+    full = m.drop(m.ln(m.item_emb(x) + m.pos_emb(torch.arange(20))))
+    causal = torch.ones(20, 20, dtype=torch.bool).tril()
+    mask = ((causal & (x > 0)[:, None, :]) | torch.eye(20, dtype=torch.bool))[:, None]
+    for block in m.blocks:
+        full = block(full, mask)
+    assert torch.allclose(m.encode(x), full[:, -1], atol=1e-6)
