@@ -70,7 +70,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--artifact", default=None, help="semantic artifact dir (default: interim MiniLM, cached)")
-    ap.add_argument("--buckets", type=int, default=4)
+    ap.add_argument("--buckets", type=int, default=-1, help="train.length_buckets (-1 = auto)")
     ap.add_argument("--full-epoch", action="store_true", help="also time one whole engine epoch")
     args = ap.parse_args()
     sets = [f"data.path={args.data}", "data.name=beauty", f"train.length_buckets={args.buckets}",

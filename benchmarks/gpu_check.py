@@ -94,28 +94,33 @@ def time_reference(prep, sets, device, steps=40):
     log("reference_epoch_s_extrapolated", round(per_sample * prep.split.n_samples, 2))
 
 
-def sasrec_to_convergence(prep, device, budget_s):
-    cfg = load(None, ["cl.variant=no_cl", "train.progress=false", "train.length_buckets=1", f"train.device={device}"])
+def sasrec_to_convergence(prep, device, budget_s, variant="no_cl", extra=(), tag="sasrec"):
+    """Train to early stopping (or the time budget); log test metrics of the best epoch."""
+    cfg = load(None, [f"cl.variant={variant}", "train.progress=false", "train.length_buckets=1",
+                      f"train.device={device}", *extra])
     dd, modules, opt, gen = setup(cfg, prep, device)
+    stepper = make_stepper(modules, dd, cfg, opt)
     best, best_epoch, bad, t0, epoch = -1.0, 0, 0, time.time(), 0
     best_state = None
     while bad < cfg.train.patience and time.time() - t0 < budget_s and epoch < cfg.train.epochs:
         epoch += 1
-        train_epoch(modules, dd, cfg, opt, gen, epoch)
+        train_epoch(modules, dd, cfg, opt, gen, epoch, stepper)
         valid, _ = evaluate_split(modules["model"], dd, cfg, "valid")
         if valid[cfg.train.metric] > best:
             best, best_epoch, bad = valid[cfg.train.metric], epoch, 0
             best_state = {k: v.clone() for k, v in modules["model"].state_dict().items()}
+        if epoch % 10 == 0:
+            log(f"{tag}_valid_curve@{epoch}", round(valid["valid/ndcg@10"], 4))
         else:
             bad += 1
     modules["model"].load_state_dict(best_state)
     test, _ = evaluate_split(modules["model"], dd, cfg, "test")
-    log("sasrec_epochs_run", epoch)
-    log("sasrec_best_epoch", best_epoch)
-    log("sasrec_stopped_by", "patience" if bad >= cfg.train.patience else "time budget")
-    log("sasrec_train_s", round(time.time() - t0, 1))
+    log(f"{tag}_epochs_run", epoch)
+    log(f"{tag}_best_epoch", best_epoch)
+    log(f"{tag}_stopped_by", "patience" if bad >= cfg.train.patience else "time budget")
+    log(f"{tag}_train_s", round(time.time() - t0, 1))
     for k in ("test/hr@10", "test/ndcg@10", "test/hr@20", "test/ndcg@20"):
-        log(f"sasrec_{k}", round(test[k], 4))
+        log(f"{tag}_{k}", round(test[k], 4))
 
 
 def try_(fn, *a, label: str = "") -> None:
@@ -183,7 +188,9 @@ def main() -> None:
     ap.add_argument("--max-users", type=int, default=0, help="slice (dry runs on CPU)")
     ap.add_argument("--pack-users", type=int, default=5000)
     ap.add_argument("--pack-steps", type=int, default=150)
+    ap.add_argument("--configs", default="", help="|-separated epoch-timing labels to run (default all)")
     ap.add_argument("--skip", default="", help="comma list: epochs,reference,sasrec,packing")
+    ap.add_argument("--sracl-budget-s", type=float, default=0, help="also train full SRA-CL (graph, bf16)")
     ap.add_argument("--budget-s", type=float, default=240, help="time cap for the SASRec convergence run")
     args = ap.parse_args()
     OUT.append(Path(args.out))
@@ -202,20 +209,26 @@ def main() -> None:
     base = ["train.progress=false", f"train.device={args.device}"]
     skip = set(args.skip.split(","))
     if "epochs" not in skip:
-        cfg, dd, modules = time_epoch(prep, base + ["train.length_buckets=1"], device, "trim,fp32")
-        time_eval(cfg, dd, modules)
+        wanted = set(args.configs.split("|")) if args.configs else None
+        if not wanted or "trim,fp32" in wanted:
+            cfg, dd, modules = time_epoch(prep, base + ["train.length_buckets=1"], device, "trim,fp32")
+            time_eval(cfg, dd, modules)
         for label, extra in (("graph,fp32", ["train.cuda_graph=true"]),
                              ("graph,bf16", ["train.cuda_graph=true", "train.amp=true"]),
                              ("trim,bf16", ["train.length_buckets=1", "train.amp=true"]),
                              ("4 buckets,fp32", ["train.length_buckets=4"]),
                              ("untrimmed,fp32", ["train.length_buckets=0"])):
-            try_(time_epoch, prep, base + extra, device, label, label=label)
+            if not wanted or label in wanted:
+                try_(time_epoch, prep, base + extra, device, label, label=label)
     if "reference" not in skip:
         try_(time_reference, prep, base + ["train.length_buckets=0"], device)
     if "packing" not in skip:
         try_(packing, args)
     if "sasrec" not in skip:
         try_(sasrec_to_convergence, prep, device, args.budget_s)
+    if args.sracl_budget_s > 0:
+        try_(sasrec_to_convergence, prep, device, args.sracl_budget_s, "full",
+             ["train.cuda_graph=true", "train.amp=true"], "sracl_graph_bf16", label="sracl")
     log("done", True)
 
 

@@ -12,7 +12,8 @@ from sracl_ray.data.errors import DataFormatError
 from sracl_ray.semantic.artifact import ArtifactError
 
 # Modules that contribute sub-commands through register(subparsers); listed explicitly.
-SUBCOMMAND_MODULES = ("sracl_ray.semantic.cli", "sracl_ray.sweeps.cli", "sracl_ray.results.cli", "analysis.cli")
+SUBCOMMAND_MODULES = ("sracl_ray.semantic.cli", "sracl_ray.sweeps.cli", "sracl_ray.results.cli", "analysis.cli",
+                      "sracl_ray.quickstart")
 SUMMARY_KEYS = ("valid/hr@10", "valid/ndcg@10", "test/hr@10", "test/ndcg@10", "test/hr@20", "test/ndcg@20")
 
 
@@ -60,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("tensorboardX").setLevel(logging.WARNING)  # one line per '@' metric name otherwise
     try:
         return int(args.func(args) or 0)
     except (ConfigError, DataFormatError, ArtifactError, FileNotFoundError) as e:

@@ -85,8 +85,9 @@ class TrainConfig:
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     # Split each encoder call into this many length buckets so padding is skipped exactly
-    # (1 = trim the whole call to its longest row, 0 = no trimming).
-    length_buckets: int = 4
+    # (1 = trim the whole call to its longest row, 0 = no trimming, -1 = auto: 4 on CPU where the
+    # step is compute-bound, 1 on CUDA where it is launch-bound; measured in benchmarks/RESULTS.md).
+    length_buckets: int = -1
     eval_batch_size: int = 1024
     mask_history: bool = False  # paper/release: off
     num_threads: int = 0  # torch CPU threads; 0 = torch default
@@ -185,7 +186,7 @@ def validate(cfg: Config) -> Config:
         (cfg.train.epochs >= 1, "train.epochs", "must be >= 1"),
         (cfg.train.patience >= 1, "train.patience", "must be >= 1"),
         (cfg.train.metric.startswith("valid/"), "train.metric", "must be a valid/ metric (never tune on test)"),
-        (cfg.train.length_buckets >= 0, "train.length_buckets", "must be >= 0 (0 = no trimming)"),
+        (cfg.train.length_buckets >= -1, "train.length_buckets", "must be >= -1 (-1 auto, 0 = no trimming)"),
     ]
     for ok, key, why in checks:
         if not ok:

@@ -17,5 +17,5 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, tau: float = 1.0) -> torch.Tenso
     z = torch.cat([z1, z2])  # [2N, H]
     sim = z @ z.T / tau
     sim = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), -torch.inf)
-    labels = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
+    labels = torch.cat([torch.arange(n, 2 * n, device=z.device), torch.arange(n, device=z.device)])
     return F.cross_entropy(sim, labels)

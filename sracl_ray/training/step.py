@@ -41,6 +41,13 @@ def encode_trimmed(model: SeqRecModel, seqs: torch.Tensor, buckets: int = 1) -> 
     return out
 
 
+def resolve_buckets(buckets: int, device: torch.device) -> int:
+    """-1 (auto): 4 buckets on CPU (compute-bound), 1 on CUDA (launch-bound)."""
+    if buckets >= 0:
+        return buckets
+    return 1 if device.type == "cuda" else 4
+
+
 @dataclass
 class StepLosses:
     total: torch.Tensor
@@ -79,7 +86,7 @@ def step_losses(model: SeqRecModel, synth: SemanticSynthesis | None, dd: DeviceD
     duo = getattr(model, "needs_same_target", False)
     if duo:
         parts += [hist, dd.hist[same_target_partner(dd, idx, gen)]]
-    h_all = encode_trimmed(model, torch.cat(parts), cfg.train.length_buckets)
+    h_all = encode_trimmed(model, torch.cat(parts), resolve_buckets(cfg.train.length_buckets, hist.device))
     h = h_all[:b]
     rec = model.rec_loss(h, dd.target[idx])
     out = StepLosses(total=rec, rec=rec)

@@ -1,0 +1,337 @@
+"""Experiment files: one paper experiment = base config + a search space + how to run it.
+
+An experiment YAML is checked completely before any trial starts: unknown keys (with the
+nearest valid one suggested), impossible ranges, search keys that are not config settings and
+grid values that would make an invalid config all raise `ConfigError` naming the file and line.
+
+    name: ablation                      # results store column `experiment`
+    base: {data: {...}, train: {...}}   # nested config overrides (same schema as a config file)
+    search:
+      mode: grid                        # grid: the cross product of `grid` (seeds included)
+      grid: {cl.variant: [full, no_cl], train.seed: [1, 2, 3]}
+      # mode: optuna                    # optuna: TPE over `space`, ASHA prunes on `metric`
+      # space: {cl.alpha: {type: loguniform, low: 0.01, high: 1.0}, cl.k: {type: choice, values: [5, 10]}}
+      # num_samples: 20
+    metric: valid/ndcg@20               # always a validation metric
+    mode: max
+    resources: {cpus: 1, gpus: 0.25}    # per trial; gpus fall back to 0 on a cluster without GPUs
+    max_concurrent_trials: 4
+    max_failures: 2                     # retries per trial, each resuming from its last epoch
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from sracl_ray import config as C
+from sracl_ray.config import Config, ConfigError
+
+METRIC_RE = re.compile(r"^valid/(hr|ndcg|mrr)@\d+$")
+SPACE_TYPES = ("uniform", "loguniform", "quniform", "randint", "choice")
+_MAX_VALIDATED_POINTS = 20_000
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
+@dataclass(frozen=True)
+class Search:
+    mode: str = "grid"  # grid | optuna
+    grid: dict[str, list] = field(default_factory=dict)  # dotted key (or section) -> values
+    space: dict[str, dict] = field(default_factory=dict)  # optuna: dotted key -> distribution
+    num_samples: int = 1  # optuna: trials to draw (grid: repeats of the whole grid)
+    seed: int | None = 0  # optuna sampler seed
+    grace_period: int = 3  # ASHA: epochs before a trial can be pruned
+    reduction_factor: int = 3  # ASHA: keep 1/reduction_factor at each rung
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    base: dict[str, Any]  # nested config overrides
+    search: Search
+    metric: str = "valid/ndcg@20"
+    mode: str = "max"
+    resources: Resources = field(default_factory=Resources)
+    max_concurrent_trials: int | None = None
+    max_failures: int = 2
+    source: str = ""  # the file it came from (for messages)
+
+    def base_config(self) -> Config:
+        return C.from_dict(self.base, where=self.source or "base")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d.pop("source")
+        return d
+
+
+def _where(path: str, key: str) -> str:
+    line = C.yaml_key_lines(path).get(key) if path and Path(path).exists() else None
+    return f"{path}, line {line}: {key}" if line else f"{path}: {key}" if path else key
+
+
+def _check_keys(data: Mapping, valid: list[str], path: str, prefix: str) -> None:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{_where(path, prefix.rstrip('.'))}: expected a mapping, got {type(data).__name__}")
+    for key in data:
+        if key not in valid:
+            near = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
+            hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(valid)}"
+            raise ConfigError(f"{_where(path, prefix + str(key))}: unknown key{hint}")
+
+
+def config_keys() -> tuple[set[str], set[str]]:
+    """(every dotted leaf key such as 'cl.alpha', every section name such as 'data')."""
+    flat = C.flatten(C.to_dict(Config()))
+    return set(flat), {k.split(".")[0] for k in flat}
+
+
+def point_overrides(point: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat sample {'cl.alpha': 0.2, 'data': {...}} -> nested overrides (sections first)."""
+    nested: dict[str, Any] = {}
+    for key in sorted(point, key=lambda k: k.count(".")):  # whole sections before their keys
+        nested = C.merge(nested, C.unflatten({key: point[key]}))
+    return nested
+
+
+def trial_config(base: Mapping[str, Any], point: Mapping[str, Any]) -> Config:
+    """defaults < experiment base < this trial's sample."""
+    return C.from_dict(C.merge(base, point_overrides(point)), where="trial config")
+
+
+def grid_points(search: Search) -> list[dict[str, Any]]:
+    """Every point of a grid search (the cross product, first key varying slowest)."""
+    keys = list(search.grid)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(search.grid[k] for k in keys))]
+
+
+def _check_search_key(key: str, leaves: set[str], sections: set[str], where: str) -> None:
+    if key in leaves or key in sections:
+        return
+    near = difflib.get_close_matches(key, sorted(leaves | sections), n=1, cutoff=0.6)
+    hint = f"; did you mean '{near[0]}'?" if near else ""
+    raise ConfigError(f"{where}: '{key}' is not a config setting{hint}")
+
+
+def _check_distribution(key: str, spec: Any, where: str) -> None:
+    if not isinstance(spec, Mapping) or spec.get("type") not in SPACE_TYPES:
+        raise ConfigError(f"{where}: expected {{type: one of {', '.join(SPACE_TYPES)}, ...}}, got {spec!r}")
+    t = spec["type"]
+    allowed = {"choice": ["type", "values"], "quniform": ["type", "low", "high", "q"]}.get(t, ["type", "low", "high"])
+    for k in spec:
+        if k not in allowed:
+            raise ConfigError(f"{where}: unknown key '{k}' for type {t} (allowed: {', '.join(allowed)})")
+    if t == "choice":
+        if not isinstance(spec.get("values"), list) or not spec["values"]:
+            raise ConfigError(f"{where}: choice needs a non-empty list `values`")
+        return
+    try:
+        low, high = float(spec["low"]), float(spec["high"])
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"{where}: {t} needs numeric `low` and `high`") from None
+    if not low < high:
+        raise ConfigError(f"{where}: low ({low}) must be < high ({high})")
+    if t == "loguniform" and low <= 0:
+        raise ConfigError(f"{where}: loguniform needs low > 0 (got {low})")
+    if t == "quniform" and not float(spec.get("q", 0)) > 0:
+        raise ConfigError(f"{where}: quniform needs q > 0")
+
+
+def _space_probe_values(spec: Mapping) -> list[Any]:
+    """Values that bound a distribution (checked against the config's own validation)."""
+    if spec["type"] == "choice":
+        return list(spec["values"])
+    if spec["type"] == "randint":  # high is exclusive in Tune
+        return [int(spec["low"]), int(spec["high"]) - 1]
+    return [float(spec["low"]), float(spec["high"])]
+
+
+def _build_search(raw: Any, path: str) -> Search:
+    _check_keys(raw, [f.name for f in dataclasses.fields(Search)], path, "search.")
+    try:
+        s = Search(**raw)
+    except TypeError as e:
+        raise ConfigError(f"{path}: search: {e}") from None
+    leaves, sections = config_keys()
+    if s.mode not in ("grid", "optuna"):
+        raise ConfigError(f"{_where(path, 'search.mode')}: must be grid or optuna, got {s.mode!r}")
+    if s.mode == "grid":
+        if s.space:
+            raise ConfigError(f"{_where(path, 'search.space')}: only for mode optuna (grid mode lists `grid` values)")
+        for key, values in s.grid.items():
+            _check_search_key(key, leaves, sections, _where(path, f"search.grid.{key}"))
+            if not isinstance(values, list) or not values:
+                raise ConfigError(f"{_where(path, f'search.grid.{key}')}: expected a non-empty list of values")
+    else:
+        if s.grid:
+            raise ConfigError(f"{_where(path, 'search.grid')}: only for mode grid (optuna samples `space`)")
+        if not s.space:
+            raise ConfigError(f"{_where(path, 'search.space')}: optuna mode needs a non-empty space")
+        for key, spec in s.space.items():
+            where = _where(path, f"search.space.{key}")
+            _check_search_key(key, leaves, sections, where)
+            _check_distribution(key, spec, where)
+            if key.split(".")[0] in ("data", "semantic") and spec["type"] != "choice":
+                raise ConfigError(f"{where}: data/semantic settings can only be searched with type choice "
+                                  "(each distinct value is prepared once before the sweep)")
+    for key, low in (("num_samples", 1), ("grace_period", 1), ("reduction_factor", 2)):
+        value = getattr(s, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise ConfigError(f"{_where(path, f'search.{key}')}: must be an integer >= {low}, got {value!r}")
+    return s
+
+
+def _build_resources(raw: Any, path: str) -> Resources:
+    _check_keys(raw, ["cpus", "gpus"], path, "resources.")
+    r = Resources(**{k: raw[k] for k in raw})
+    for key in ("cpus", "gpus"):
+        v = getattr(r, key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{_where(path, f'resources.{key}')}: must be a number, got {v!r}")
+    if r.cpus <= 0:
+        raise ConfigError(f"{_where(path, 'resources.cpus')}: must be > 0, got {r.cpus}")
+    if r.gpus < 0 or (r.gpus > 1 and not float(r.gpus).is_integer()):
+        raise ConfigError(f"{_where(path, 'resources.gpus')}: must be a fraction in [0, 1] or a whole number, "
+                          f"got {r.gpus}")
+    return Resources(float(r.cpus), float(r.gpus))
+
+
+def validate_points(exp: Experiment) -> None:
+    """Build the config of every grid point (or the bounds of every optuna dimension)."""
+    base = exp.base_config()
+    base_d = C.to_dict(base)
+    if exp.search.mode == "grid":
+        points = grid_points(exp.search)
+        if len(points) > _MAX_VALIDATED_POINTS:  # huge grids: validate each value on its own
+            points = [{k: v} for k, vals in exp.search.grid.items() for v in vals]
+        for point in points:
+            try:
+                trial_config(base_d, point)
+            except ConfigError as e:
+                raise ConfigError(f"{exp.source}: search.grid point {json.dumps(point, default=str)}: {e}") from None
+    else:
+        for key, spec in exp.search.space.items():
+            for value in _space_probe_values(spec):
+                try:
+                    trial_config(base_d, {key: value})
+                except ConfigError as e:
+                    raise ConfigError(f"{_where(exp.source, f'search.space.{key}')}: value {value!r}: {e}") from None
+
+
+def _base_error(err: ConfigError, source: str) -> ConfigError:
+    """Re-anchor a config error about key a.b at base.a.b in the experiment file (with its line)."""
+    msg = str(err).removeprefix(": ").strip()
+    if "unknown key '" in msg:
+        head, bad = msg.split("unknown key '")[0].rstrip(": ").strip(), msg.split("unknown key '")[1].split("'")[0]
+        key = f"{head}.{bad}" if head else bad
+        msg = f"{head}: {msg.split(': ', 1)[1]}" if head else f": {msg}"
+    else:
+        key = msg.split(":", 1)[0].strip()
+    line = C.yaml_key_lines(source).get(f"base.{key}") if Path(source).exists() else None
+    return ConfigError(f"{source}{f', line {line}' if line else ''}: base{'' if msg.startswith(':') else '.'}{msg}")
+
+
+def from_dict(raw: Mapping[str, Any], source: str = "experiment") -> Experiment:
+    """Validate a parsed experiment mapping completely (see the module docstring)."""
+    top = [f.name for f in dataclasses.fields(Experiment) if f.name != "source"]
+    _check_keys(raw, top, source, "")
+    if "name" not in raw or not re.fullmatch(r"[A-Za-z0-9_.-]+", str(raw["name"])):
+        raise ConfigError(f"{_where(source, 'name')}: needs a name of letters, digits, '_', '-', '.'")
+    base = raw.get("base") or {}
+    try:
+        C.from_dict(base, where="")
+    except ConfigError as e:
+        raise _base_error(e, source) from None
+    metric, mode = raw.get("metric", "valid/ndcg@20"), raw.get("mode", "max")
+    if not isinstance(metric, str) or not METRIC_RE.match(metric):
+        raise ConfigError(f"{_where(source, 'metric')}: must be a validation metric such as valid/ndcg@20 "
+                          f"(never tune or select on test), got {metric!r}")
+    if mode not in ("max", "min"):
+        raise ConfigError(f"{_where(source, 'mode')}: must be max or min, got {mode!r}")
+    mct, mf = raw.get("max_concurrent_trials"), raw.get("max_failures", 2)
+    if mct is not None and (not isinstance(mct, int) or isinstance(mct, bool) or mct < 1):
+        raise ConfigError(f"{_where(source, 'max_concurrent_trials')}: must be an integer >= 1 or null, got {mct!r}")
+    if not isinstance(mf, int) or isinstance(mf, bool) or mf < -1:
+        raise ConfigError(f"{_where(source, 'max_failures')}: must be an integer >= 0 (-1 = unlimited), got {mf!r}")
+    exp = Experiment(name=str(raw["name"]), base=dict(base), search=_build_search(raw.get("search") or {}, source),
+                     metric=metric, mode=mode, resources=_build_resources(raw.get("resources") or {}, source),
+                     max_concurrent_trials=mct, max_failures=mf, source=source)
+    validate_points(exp)
+    return exp
+
+
+def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Experiment:
+    """Read and validate an experiment file; `--set a.b=c` overrides apply to its base config."""
+    raw = C.load_yaml(path)
+    if overrides:
+        raw = {**raw, "base": C.merge(raw.get("base") or {}, C.parse_set(overrides))}
+    return from_dict(raw, source=str(path))
+
+
+def prepare_groups(exp: Experiment) -> dict[str, Config]:
+    """One representative config per distinct (data, semantic) section the sweep can visit.
+
+    The representative is the group's config that needs the most from the semantic artifact (a
+    contrastive variant with the largest k), so one Prepared serves every trial of the group.
+    """
+    base = C.to_dict(exp.base_config())
+    if exp.search.mode == "grid":
+        points = grid_points(exp.search)
+    else:
+        choice_keys = [k for k, s in exp.search.space.items() if k.split(".")[0] in ("data", "semantic", "cl")
+                       and s["type"] == "choice"]
+        points = [dict(zip(choice_keys, combo)) for combo in
+                  itertools.product(*(exp.search.space[k]["values"] for k in choice_keys))] or [{}]
+        k_spec = exp.search.space.get("cl.k")
+        if k_spec and k_spec["type"] != "choice":
+            points = [{**p, "cl.k": _space_probe_values(k_spec)[-1]} for p in points]
+    groups: dict[str, Config] = {}
+    for point in points:
+        cfg = trial_config(base, point)
+        key = prepare_key(cfg)
+        rank = (cfg.cl.variant != "no_cl", cfg.cl.k)
+        if key not in groups or rank > (groups[key].cl.variant != "no_cl", groups[key].cl.k):
+            groups[key] = cfg
+    return groups
+
+
+def prepare_key(cfg: Config) -> str:
+    """Trials with equal data and semantic sections share one prepared input."""
+    d = C.to_dict(cfg)
+    return json.dumps({"data": d["data"], "semantic": d["semantic"]}, sort_keys=True, default=str)
+
+
+def shrink_for_smoke(exp: Experiment, max_users: int = 60, epochs: int = 2, trials: int = 2,
+                     cache_dir: str | None = None) -> Experiment:
+    """The same experiment at CI size: packaged sample, `trials` trials of `epochs` epochs."""
+    base = C.merge(exp.base, {"data": {"name": "beauty_sample", "path": None, "format": "auto",
+                                       "max_users": max_users, "domain": ""},
+                              "semantic": {"artifact": None, **({"cache_dir": cache_dir} if cache_dir else {})},
+                              "train": {"epochs": epochs, "patience": max(epochs, 1), "progress": False}})
+    search = exp.search
+    if search.mode == "grid":
+        grid, budget = {}, trials
+        for key, values in search.grid.items():  # vary the first varying key, pin the others
+            if key.split(".")[0] == "data":
+                values = values[:1]
+            take = values[:budget] if budget > 1 else values[:1]
+            budget = max(1, budget // max(1, len(take)))
+            grid[key] = take
+        search = dataclasses.replace(search, grid=grid)
+    else:
+        # grace period past the last epoch: ASHA never prunes a smoke trial (each must write its row)
+        search = dataclasses.replace(search, num_samples=trials, grace_period=epochs + 1)
+    shrunk = dataclasses.replace(exp, base=base, search=search, max_concurrent_trials=None,
+                                 resources=Resources(cpus=1.0, gpus=0.0))
+    validate_points(shrunk)
+    return shrunk
