@@ -305,16 +305,32 @@ def _with_line(err: ConfigError, path: str | Path) -> ConfigError:
     return ConfigError(f"{where}: {msg}")
 
 
+# Sections of the same YAML files that belong to the semantic pipeline (semantic/settings.py):
+# training ignores them, but they are still validated so a typo there is caught by any command.
+PIPELINE_SECTIONS = ("prompts", "summary", "embed", "neighbours")
+
+
+def _drop_pipeline(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The experiment-config part of a mapping; the pipeline sections are validated, then dropped."""
+    pipe = {k: v for k, v in data.items() if k in PIPELINE_SECTIONS}
+    if pipe:
+        from sracl_ray.semantic.settings import pipeline_from_dict  # lazy: settings imports this module
+
+        pipeline_from_dict(pipe)
+    return {k: v for k, v in data.items() if k not in PIPELINE_SECTIONS}
+
+
 def load(path: str | Path | None = None, overrides: list[str] | None = None,
          sample: Mapping[str, Any] | None = None) -> Config:
     """defaults < YAML file < --set overrides < a (flat or nested) Tune sample."""
     data: dict[str, Any] = load_yaml(path) if path else {}
     if path:
         try:
+            data = _drop_pipeline(data)
             from_dict(data, where="")
         except ConfigError as e:
             raise _with_line(ConfigError(str(e).removeprefix(": ")), path) from None
-    data = merge(data, parse_set(overrides))
+    data = merge(data, _drop_pipeline(parse_set(overrides)))
     if sample:
         data = merge(data, unflatten(dict(sample)) if any("." in k for k in sample) else dict(sample))
     return from_dict(data, where="overrides" if path else "config")

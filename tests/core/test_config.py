@@ -44,3 +44,12 @@ def test_invalid_yaml_names_line(tmp_path):
     f.write_text("cl:\n  alpha: [0.1\n")
     with pytest.raises(ConfigError, match="bad.yaml, line"):
         load(f)
+
+
+def test_pipeline_sections_share_the_file_and_are_still_validated(tmp_path):
+    f = tmp_path / "exp.yaml"
+    f.write_text("data:\n  max_users: 50\nsummary:\n  backend: raw\n")
+    assert load(f).data.max_users == 50  # training ignores the semantic pipeline's sections
+    f.write_text("data:\n  max_users: 50\nsummary:\n  backend: raw\n  modle: x\n")
+    with pytest.raises(ConfigError, match=r"exp.yaml, line 5: summary: unknown key 'modle'; did you mean 'model'"):
+        load(f)

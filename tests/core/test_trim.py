@@ -40,7 +40,7 @@ def test_step_losses_and_grads_equal_untrimmed(small_sample, backbone, variant):
         losses = step_losses(modules["model"], modules.get("synth"), dd, torch.arange(64), cfg, gen)
         losses.total.backward()
         grad = modules["model"].item_emb.weight.grad.clone()
-        results.append((float(losses.total), float(losses.cs), float(losses.is_), grad))
+        results.append((float(losses.total.detach()), float(losses.cs.detach()), float(losses.is_.detach()), grad))
     for other in results[1:]:
         assert other[:3] == pytest.approx(results[0][:3], rel=1e-5)
         assert torch.allclose(other[3], results[0][3], atol=1e-6)

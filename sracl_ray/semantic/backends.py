@@ -1,0 +1,211 @@
+"""LLM backends behind one interface: answers(todo, cfg) -> iterator of answer frames.
+
+`todo` holds one row per prompt (key, system, prompt, raw); every yielded frame holds one finished
+batch of answers (key, text, error, completion_tokens, prompt_tokens, finish_reason, model), which
+the caller writes as a shard straight away.  A failure is an answer with an `error`, never an
+exception that loses the batch.
+
+- openai: any OpenAI-compatible /chat/completions endpoint, called from a Ray Data actor pool with
+  aiohttp: a concurrency limit, per-request timeouts, retries with exponential backoff on
+  timeouts, connection errors, 429 and 5xx.  The API key is read from the environment variable
+  the config names and is never logged or stored.
+- vllm: ray.data.llm's offline vLLM engine (`vLLMEngineProcessorConfig` + `build_processor`) with
+  prefix caching; rows arrive ordered so that a user's nested prefixes are adjacent.
+- raw: no LLM; the "answer" is the prompt's own attribute / title text.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+
+from sracl_ray.semantic.raytools import blocks_of, ensure_ray
+from sracl_ray.semantic.settings import SummaryConfig
+
+log = logging.getLogger(__name__)
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+
+
+def sampling_params(cfg: SummaryConfig) -> dict:
+    """The sampling settings that are part of every summary key."""
+    return {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_tokens": cfg.max_tokens}
+
+
+def model_id(cfg: SummaryConfig) -> str:
+    return "raw" if cfg.backend == "raw" else f"{cfg.backend}:{cfg.model}"
+
+
+# ---------------------------------------------------------------- openai
+
+
+class Secret:
+    """A string that never shows itself in repr/str (logs, tracebacks, Ray task descriptions)."""
+
+    def __init__(self, value: str):
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(***)" if self._value else "Secret()"
+
+    __str__ = __repr__
+
+
+def read_api_key(env_name: str) -> Secret:
+    """The API key from the environment variable named in the config ('' when unset)."""
+    return Secret(os.environ.get(env_name, "") if env_name else "")
+
+
+class OpenAIChat:
+    """Ray Data callable: one batch of prompts -> one batch of answers, requests in parallel."""
+
+    def __init__(self, base_url: str, model: str, sampling: dict, api_key: Secret, concurrency: int,
+                 timeout_s: float, retries: int, backoff_s: float):
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model, self.sampling = model, sampling
+        key = api_key.get()
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self.concurrency, self.timeout_s = concurrency, timeout_s
+        self.retries, self.backoff_s = retries, backoff_s
+        self.loop = asyncio.new_event_loop()
+        self.session = None
+
+    def __repr__(self) -> str:  # never show the headers (API key)
+        return f"OpenAIChat({self.url}, model={self.model})"
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        return self.loop.run_until_complete(self._batch(batch))
+
+    def __del__(self):  # close the HTTP session when Ray Data retires the actor
+        try:
+            if self.session is not None and not self.loop.is_closed():
+                self.loop.run_until_complete(self.session.close())
+                self.loop.close()
+        except Exception:  # interpreter shutdown: nothing left worth reporting
+            pass
+
+    async def _batch(self, batch: pd.DataFrame) -> pd.DataFrame:
+        import aiohttp
+
+        if self.session is None:
+            self.session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self.concurrency))
+        sem = asyncio.Semaphore(self.concurrency)
+        rows = await asyncio.gather(*(self._one(sem, s, p) for s, p in zip(batch["system"], batch["prompt"])))
+        out = pd.DataFrame(rows)
+        out.insert(0, "key", batch["key"].to_numpy())
+        return out
+
+    async def _one(self, sem: asyncio.Semaphore, system: str, prompt: str) -> dict:
+        import aiohttp
+
+        payload = {"model": self.model, "messages": [{"role": "system", "content": system},
+                                                     {"role": "user", "content": prompt}], **self.sampling}
+        error = ""
+        for attempt in range(self.retries + 1):
+            retry = True
+            try:
+                async with sem:
+                    async with self.session.post(self.url, json=payload, headers=self._headers,
+                                                 timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as r:
+                        if r.status == 200:
+                            return self._parse(await r.json(content_type=None))
+                        body = " ".join((await r.text())[:200].split())
+                        error, retry = f"HTTP {r.status}: {body}", r.status in RETRY_STATUS
+            except asyncio.TimeoutError:
+                error = f"timeout after {self.timeout_s:g}s"
+            except aiohttp.ClientError as e:
+                error = f"{type(e).__name__}: {e}"
+            except (ValueError, KeyError, IndexError, TypeError) as e:
+                error, retry = f"malformed response: {type(e).__name__}: {e}", False
+            if not retry or attempt == self.retries:
+                break
+            await asyncio.sleep(self.backoff_s * 2 ** attempt * random.uniform(1.0, 1.25))
+        return {"text": "", "error": f"{error} ({attempt + 1} attempts)", "completion_tokens": 0,
+                "prompt_tokens": 0, "finish_reason": "", "model": self.model}
+
+    def _parse(self, data: dict) -> dict:
+        choice = data["choices"][0]
+        text = (choice.get("message") or {}).get("content") or ""
+        usage = data.get("usage") or {}
+        return {"text": text.strip(), "error": "" if text.strip() else "empty answer",
+                "completion_tokens": int(usage.get("completion_tokens") or 0),
+                "prompt_tokens": int(usage.get("prompt_tokens") or 0),
+                "finish_reason": choice.get("finish_reason") or "", "model": data.get("model") or self.model}
+
+
+def openai_answers(todo: pd.DataFrame, cfg: SummaryConfig) -> Iterator[pd.DataFrame]:
+    """Stream answers from an OpenAI-compatible endpoint through a Ray Data actor pool."""
+    import ray
+
+    ensure_ray()
+    per_actor = max(1, -(-cfg.concurrency // cfg.actors))
+    # Read here, in the driver, so a key exported after Ray started still counts; it travels to
+    # the actor inside a Secret (hidden from repr) and is never logged or written.
+    key = read_api_key(cfg.api_key_env)
+    if not key.get():
+        log.info("no API key in $%s: requests carry no Authorization header", cfg.api_key_env)
+    ds = ray.data.from_pandas(blocks_of(todo[["key", "system", "prompt"]], cfg.batch_size))
+    ds = ds.map_batches(
+        OpenAIChat, batch_format="pandas", batch_size=None, num_cpus=0.25,
+        compute=ray.data.ActorPoolStrategy(size=cfg.actors),
+        fn_constructor_kwargs=dict(base_url=cfg.base_url, model=cfg.model, sampling=sampling_params(cfg),
+                                   api_key=key, concurrency=per_actor,
+                                   timeout_s=cfg.timeout_s, retries=cfg.retries, backoff_s=cfg.backoff_s))
+    yield from ds.iter_batches(batch_size=None, batch_format="pandas")
+
+
+# ---------------------------------------------------------------- vllm
+
+
+def vllm_answers(todo: pd.DataFrame, cfg: SummaryConfig) -> Iterator[pd.DataFrame]:
+    """Stream answers from ray.data.llm's offline vLLM engine (needs vllm importable)."""
+    import ray
+    from ray.data.llm import build_processor, vLLMEngineProcessorConfig
+
+    ensure_ray()
+    sampling = sampling_params(cfg)
+    extra = {"placement_group_config": {"bundles": [{"CPU": 1}]}} if cfg.vllm_device == "cpu" else {}
+    config = vLLMEngineProcessorConfig(
+        model_source=cfg.model, batch_size=cfg.batch_size, concurrency=cfg.actors,
+        engine_kwargs={"enable_prefix_caching": True, "max_model_len": cfg.max_model_len},
+        should_continue_on_error=True, **extra)
+    processor = build_processor(
+        config,
+        preprocess=lambda row: dict(
+            key=row["key"],
+            messages=[{"role": "system", "content": row["system"]}, {"role": "user", "content": row["prompt"]}],
+            sampling_params=sampling),
+        postprocess=lambda row: dict(key=row["key"], text=row.get("generated_text") or "",
+                                     completion_tokens=int(row.get("num_generated_tokens") or 0),
+                                     prompt_tokens=int(row.get("num_input_tokens") or 0)))
+    # Rows stay in unit order (a user's nested prefixes adjacent) so prefix caching can share them.
+    ds = processor(ray.data.from_pandas(blocks_of(todo[["key", "system", "prompt"]], cfg.batch_size)))
+    for batch in ds.iter_batches(batch_size=None, batch_format="pandas"):
+        err = batch["__inference_error__"] if "__inference_error__" in batch.columns else ""
+        out = pd.DataFrame({"key": batch["key"],
+                            "text": batch["text"] if "text" in batch.columns else "",
+                            "error": err, "model": cfg.model})
+        for col in ("completion_tokens", "prompt_tokens"):
+            out[col] = batch[col] if col in batch.columns else 0
+        out["error"] = out["error"].fillna("").astype(str)
+        yield out
+
+
+# ---------------------------------------------------------------- raw
+
+
+def raw_answers(todo: pd.DataFrame, cfg: SummaryConfig, rows: int = 10_000) -> Iterator[pd.DataFrame]:
+    """No LLM: the text to embed is the prompt's own attribute / title text."""
+    for block in blocks_of(todo[["key", "raw"]], rows):
+        yield pd.DataFrame({"key": block["key"], "text": block["raw"].astype(str), "error": "",
+                            "completion_tokens": np.zeros(len(block), np.int64), "model": "raw"})
+
+
+BACKENDS = {"openai": openai_answers, "vllm": vllm_answers, "raw": raw_answers}

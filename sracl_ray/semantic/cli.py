@@ -1,0 +1,176 @@
+"""Sub-commands of the semantic pipeline: prepare, summarize, embed, neighbours, semantic, llm serve.
+
+`register(subparsers)` adds them to the `sracl-ray` parser; each sets `func(args) -> exit code`.
+Settings: `--config FILE` (the experiment YAML, which may also hold the `prompts`, `summary`,
+`embed` and `neighbours` sections of sracl_ray/semantic/settings.py) and `--set section.key=value`.
+Examples:
+    sracl-ray llm serve --port 8000 &                       # llama.cpp + the packaged SmolLM2
+    sracl-ray semantic --set data.max_users=200 --out runs/sem200
+    sracl-ray semantic --set summary.backend=raw --set semantic.granularity=user
+Exit codes: 0 done, 2 bad settings or inputs, 3 summaries still missing or failed (rerun).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from sracl_ray.config import ConfigError
+
+
+def _settings(args):
+    from sracl_ray.semantic.settings import load_all
+
+    return load_all(args.config, args.set)
+
+
+def _out(args, cfg) -> Path:
+    from sracl_ray.semantic.pipeline import default_out
+
+    return Path(args.out) if args.out else default_out(cfg)
+
+
+def _report(results) -> None:
+    for r in results:
+        state = "up to date, skipped" if r.skipped else (r.detail or "done")
+        print(f"{r.stage:<11} {r.path}  [{state}]")
+
+
+def _run(args, body) -> int:
+    from sracl_ray.semantic.summaries import SummariesIncomplete
+
+    try:
+        cfg, pipe = _settings(args)
+        results = body(cfg, pipe, _out(args, cfg), not args.no_progress)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except SummariesIncomplete as e:
+        print(f"incomplete: {e}", file=sys.stderr)
+        return 3
+    _report(results)
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from sracl_ray.semantic.pipeline import prepare, stage_dirs
+
+    return _run(args, lambda cfg, pipe, out, prog: [prepare(cfg, stage_dirs(out)["prepared"])])
+
+
+def cmd_summarize(args) -> int:
+    from sracl_ray.semantic.pipeline import stage_dirs, summarize
+    from sracl_ray.semantic.summaries import SummariesIncomplete
+
+    def body(cfg, pipe, out, prog):
+        d = stage_dirs(out)
+        res, report = summarize(d["prepared"], d["summaries"], cfg.semantic.granularity, pipe, prog, args.limit)
+        _report([res])
+        if report is not None and not report.complete:
+            raise SummariesIncomplete(f"{report.total - report.done} of {report.total} prompts still lack a summary "
+                                      f"({report.failed} failed, errors stored); run summarize again")
+        return []
+
+    return _run(args, body)
+
+
+def cmd_embed(args) -> int:
+    from sracl_ray.semantic.pipeline import embed, stage_dirs
+
+    return _run(args, lambda cfg, pipe, out, prog: [embed(stage_dirs(out)["summaries"], stage_dirs(out)["embeddings"],
+                                                          pipe, prog)])
+
+
+def cmd_neighbours(args) -> int:
+    from sracl_ray.semantic.pipeline import neighbours, stage_dirs
+
+    def body(cfg, pipe, out, prog):
+        d = stage_dirs(out)
+        return [neighbours(d["prepared"], d["embeddings"], d["artifact"], cfg.semantic.granularity, pipe, prog)]
+
+    return _run(args, body)
+
+
+def cmd_semantic(args) -> int:
+    from sracl_ray.semantic.pipeline import run_all
+
+    def body(cfg, pipe, out, prog):
+        results = run_all(cfg, pipe, out, prog)
+        print(f"artifact: {results[-1].path}  (train with --set semantic.artifact={results[-1].path})")
+        return results
+
+    return _run(args, body)
+
+
+def cmd_llm_serve(args) -> int:
+    from sracl_ray.semantic.server import find_smollm2_gguf, start_server
+
+    if args.engine == "vllm" and not args.model:
+        print("error: --engine vllm needs --model PATH (an HF-format model directory)", file=sys.stderr)
+        return 2
+    try:
+        model = args.model or find_smollm2_gguf()
+        server = start_server(args.engine, model, port=args.port, host=args.host, n_ctx=args.n_ctx,
+                              timeout_s=args.timeout, alias=args.alias, n_threads=args.n_threads,
+                              python=args.python, log_path=args.log)
+    except (FileNotFoundError, RuntimeError, TimeoutError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.engine} serving {model} as '{server.model}' on {server.base_url} (log: {server.log_path}); "
+          f"Ctrl-C stops it", flush=True)
+    try:
+        return server.process.wait()
+    except KeyboardInterrupt:
+        server.stop()
+        return 0
+
+
+def register(subparsers) -> None:
+    """Add the semantic-pipeline sub-commands to an argparse sub-parser set."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", help="experiment YAML (may hold prompts/summary/embed/neighbours sections)")
+    common.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a setting, e.g. summary.backend=raw (repeatable)")
+    common.add_argument("--out", help="pipeline directory (default .sracl_cache/semantic/<dataset>)")
+    common.add_argument("--no-progress", action="store_true", help="no progress bars")
+    stages = [("prepare", cmd_prepare, "dataset -> Parquet interactions/items + split arrays"),
+              ("summarize", cmd_summarize, "LLM summaries of user units and items (resumable)"),
+              ("embed", cmd_embed, "embed the summaries (refuses while any is missing or failed)"),
+              ("neighbours", cmd_neighbours, "top-K cosine neighbours -> the semantic artifact"),
+              ("semantic", cmd_semantic, "prepare + summarize + embed + neighbours")]
+    for name, func, help_ in stages:
+        p = subparsers.add_parser(name, parents=[common], help=help_, description=help_)
+        if name == "summarize":
+            p.add_argument("--limit", type=int, help="ask for at most N prompts in this run")
+        p.set_defaults(func=func)
+    llm = subparsers.add_parser("llm", help="local LLM server")
+    llm_sub = llm.add_subparsers(dest="llm_command", required=True)
+    serve = llm_sub.add_parser("serve", help="start an OpenAI-compatible server on loopback and wait")
+    serve.add_argument("--engine", choices=["llama.cpp", "vllm"], default="llama.cpp")
+    serve.add_argument("--model", help="GGUF (llama.cpp; default: packaged SmolLM2-135M) or HF model dir (vllm)")
+    serve.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--n-ctx", type=int, default=2048, help="context length")
+    serve.add_argument("--n-threads", type=int, help="llama.cpp threads (default: its own)")
+    serve.add_argument("--alias", default="smollm2-135m-instruct", help="model name clients send")
+    serve.add_argument("--python", default="", help="interpreter with the engine installed (e.g. a vllm venv)")
+    serve.add_argument("--timeout", type=float, default=300, help="seconds to wait for the server")
+    serve.add_argument("--log", help="server log file (default: a temp file)")
+    serve.set_defaults(func=cmd_llm_serve)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (python -m sracl_ray.semantic.cli ...)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="sracl-ray")
+    register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

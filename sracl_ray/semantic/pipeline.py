@@ -1,0 +1,226 @@
+"""The semantic pipeline as four resumable stages that hand over files, each with a manifest.
+
+    out/prepared/    interactions.parquet, items.parquet, split/*.npy, manifest.json
+    out/summaries/   prompts.parquet, summaries.parquet (+ shards/ while running), manifest.json
+    out/embeddings/  item_emb.npy, unit_emb.npy, manifest.json
+    out/artifact/    the semantic artifact training reads (sracl_ray/semantic/artifact.py)
+
+A stage whose manifest records the same settings and input fingerprints is skipped; a stage that
+did not finish has no manifest (summaries: not until every prompt has a stored answer).  Each
+manifest carries a `fingerprint` of its settings + inputs, which the next stage lists as input.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sracl_ray.config import Config
+from sracl_ray.data.dataset import InteractionData
+from sracl_ray.data.readers import SAMPLE_DIR, load_dataset
+from sracl_ray.data.split import Split, leave_one_out
+from sracl_ray.manifest import atomic_write, fingerprint_files, fingerprint_obj, is_fresh, read_manifest, write_manifest
+from sracl_ray.semantic.artifact import SemanticArtifact, save_artifact
+from sracl_ray.semantic.neighbours import topk_cosine
+from sracl_ray.semantic.prompts import build_records
+from sracl_ray.semantic.settings import PipelineConfig
+from sracl_ray.semantic.summaries import SummariesIncomplete, SummaryReport, collect_texts, run_summaries, with_keys
+from sracl_ray.semantic.units import build_units
+
+log = logging.getLogger(__name__)
+SPLIT_ARRAYS = ("sample_user", "sample_len", "sample_hist", "sample_target", "valid_hist", "valid_target",
+                "test_hist", "test_target")
+
+
+@dataclass(frozen=True)
+class StageResult:
+    stage: str
+    path: Path
+    skipped: bool
+    detail: str = ""
+
+
+def stage_dirs(out: str | Path) -> dict[str, Path]:
+    out = Path(out)
+    return {s: out / s for s in ("prepared", "summaries", "embeddings", "artifact")}
+
+
+def default_out(cfg: Config) -> Path:
+    """.sracl_cache/semantic/<dataset>[-<N>u] (or under semantic.cache_dir)."""
+    root = Path(cfg.semantic.cache_dir or ".sracl_cache") / "semantic"
+    return root / (cfg.data.name + (f"-{cfg.data.max_users}u" if cfg.data.max_users else ""))
+
+
+def _finish(out: Path, stage: str, settings: dict, inputs: dict, **extra) -> None:
+    write_manifest(out, {"stage": stage, "settings": settings, "inputs": inputs,
+                         "fingerprint": fingerprint_obj({"settings": settings, "inputs": inputs}), **extra})
+
+
+def _fingerprint_of(path: Path, what: str) -> str:
+    m = read_manifest(path)
+    if not m or "fingerprint" not in m:
+        raise FileNotFoundError(f"{path}: no finished {what} stage (run `sracl-ray {what}` first)")
+    return m["fingerprint"]
+
+
+# ---------------------------------------------------------------- prepare
+
+
+def prepare(cfg: Config, out: str | Path) -> StageResult:
+    """Dataset -> Parquet interactions/items + the leave-one-out split arrays."""
+    out = Path(out)
+    settings = {"data": dataclasses.asdict(cfg.data)}
+    inputs = {"raw": fingerprint_files(Path(cfg.data.path) if cfg.data.path else SAMPLE_DIR)}
+    if is_fresh(out, settings, inputs):
+        return StageResult("prepare", out, True)
+    data = load_dataset(cfg.data)
+    split = leave_one_out(data, cfg.data.max_len)
+    items = data.items.copy()
+    for col in items.columns:
+        if col != "item":
+            items[col] = items[col].astype(str)
+    atomic_write(out / "interactions.parquet", lambda p: data.interactions.to_parquet(p, index=False))
+    atomic_write(out / "items.parquet", lambda p: items.to_parquet(p, index=False))
+    for name in SPLIT_ARRAYS:
+        arr = getattr(split, name)
+        atomic_write(out / "split" / f"{name}.npy", lambda p, a=arr: np.save(p, a, allow_pickle=False))
+    dataset = {"name": data.name, "domain": data.domain, "fingerprint": data.fingerprint, "max_len": split.max_len,
+               "n_users": data.n_users, "n_items": data.n_items, "n_train_samples": split.n_samples}
+    _finish(out, "prepare", settings, inputs, dataset=dataset)
+    return StageResult("prepare", out, False, f"{data.n_users} users, {data.n_items} items, "
+                                               f"{split.n_samples} training prefixes")
+
+
+def load_prepared(path: str | Path) -> tuple[InteractionData, Split]:
+    """The dataset and split a prepare stage wrote."""
+    path = Path(path)
+    m = read_manifest(path)
+    if not m or m.get("stage") != "prepare":
+        raise FileNotFoundError(f"{path}: no finished prepare stage (run `sracl-ray prepare` first)")
+    info = m["dataset"]
+    data = InteractionData(info["name"], info["domain"], pd.read_parquet(path / "interactions.parquet"),
+                           pd.read_parquet(path / "items.parquet"))
+    arrays = {n: np.load(path / "split" / f"{n}.npy", allow_pickle=False) for n in SPLIT_ARRAYS}
+    train_seqs = [np.zeros(0, np.int64)] + [s[:-2] for s in data.sequences[1:]]
+    split = Split(max_len=int(info["max_len"]), n_items=data.n_items, n_users=data.n_users,
+                  train_seqs=train_seqs, **arrays)
+    return data, split
+
+
+# ---------------------------------------------------------------- summarize
+
+
+def prompt_records(data: InteractionData, split: Split, granularity: str, pipe: PipelineConfig) -> pd.DataFrame:
+    """Every prompt of the dataset with its summary key."""
+    units = build_units(split, granularity)
+    return with_keys(build_records(split, data.items, units, data.domain, pipe.prompts), pipe.summary)
+
+
+def summarize(prepared: str | Path, out: str | Path, granularity: str, pipe: PipelineConfig,
+              progress: bool = True, limit: int | None = None) -> tuple[StageResult, SummaryReport | None]:
+    """Ask the LLM backend for every prompt without a stored answer; manifest once all are done."""
+    out = Path(out)
+    s = pipe.summary
+    settings = {"granularity": granularity, "prompts": dataclasses.asdict(pipe.prompts),
+                "summary": {"backend": s.backend, "model": s.model if s.backend != "raw" else "",
+                            "temperature": s.temperature, "top_p": s.top_p, "max_tokens": s.max_tokens}}
+    inputs = {"prepared": _fingerprint_of(Path(prepared), "prepare")}
+    if is_fresh(out, settings, inputs):
+        return StageResult("summarize", out, True), None
+    (out / "manifest.json").unlink(missing_ok=True)  # settings changed: not finished until rerun
+    data, split = load_prepared(prepared)
+    records = prompt_records(data, split, granularity, pipe)
+    atomic_write(out / "prompts.parquet", lambda p: records.to_parquet(p, index=False))
+    report = run_summaries(records, s, out, progress=progress, limit=limit)
+    detail = (f"{report.done}/{report.total} prompts answered, {report.failed} failed, "
+              f"{report.asked} asked this run, {report.completion_tokens} tokens in {report.seconds:.1f}s")
+    if report.complete:
+        _finish(out, "summarize", settings, inputs, counts={"records": len(records), "distinct": report.total})
+    return StageResult("summarize", out, False, detail), report
+
+
+# ---------------------------------------------------------------- embed
+
+
+def embed(summaries: str | Path, out: str | Path, pipe: PipelineConfig, progress: bool = True) -> StageResult:
+    """Summaries -> item_emb [n_items + 1, D] (row 0 zeros) and unit_emb [n_units, D]."""
+    from sracl_ray.semantic.embeddings import embed_texts
+
+    out, summaries = Path(out), Path(summaries)
+    e = pipe.embed
+    settings = {"model": e.model or "packaged:all-MiniLM-L6-v2", "pooling": e.pooling,
+                "max_seq_length": e.max_seq_length}
+    if not (summaries / "prompts.parquet").exists():
+        raise FileNotFoundError(f"{summaries}: no prompts.parquet (run `sracl-ray summarize` first)")
+    records = pd.read_parquet(summaries / "prompts.parquet")
+    texts = collect_texts(records, summaries)  # raises SummariesIncomplete, counting them
+    inputs = {"summaries": _fingerprint_of(summaries, "summarize")}
+    if is_fresh(out, settings, inputs):
+        return StageResult("embed", out, True)
+    uniq, inverse = np.unique(np.asarray(texts, dtype=object).astype(str), return_inverse=True)
+    vecs = embed_texts(list(uniq), e, progress=progress)[inverse]  # [R, D]
+    kind = records["kind"].to_numpy()
+    units, items = records[kind == "unit"], records[kind == "item"]
+    unit_emb = np.zeros((len(units), vecs.shape[1]), np.float32)
+    unit_emb[units["id"].to_numpy()] = vecs[kind == "unit"]
+    item_emb = np.zeros((int(items["id"].max()) + 1 if len(items) else 1, vecs.shape[1]), np.float32)
+    item_emb[items["id"].to_numpy()] = vecs[kind == "item"]
+    for name, arr in (("item_emb", item_emb), ("unit_emb", unit_emb)):
+        atomic_write(out / f"{name}.npy", lambda p, a=arr: np.save(p, a, allow_pickle=False))
+    provenance = {"summarize": (read_manifest(summaries) or {}).get("settings", {})}
+    _finish(out, "embed", settings, inputs, provenance=provenance,
+            shape={"items": list(item_emb.shape), "units": list(unit_emb.shape)})
+    return StageResult("embed", out, False, f"{len(uniq)} distinct texts -> {vecs.shape[1]}-d")
+
+
+# ---------------------------------------------------------------- neighbours
+
+
+def neighbours(prepared: str | Path, embeddings: str | Path, out: str | Path, granularity: str,
+               pipe: PipelineConfig, progress: bool = True) -> StageResult:
+    """Top-K cosine neighbours of items and units -> the semantic artifact."""
+    out, embeddings = Path(out), Path(embeddings)
+    n = pipe.neighbours
+    emb_m = read_manifest(embeddings) or {}
+    settings = {"granularity": granularity, "max_k": n.max_k, "builder": "sracl-semantic-pipeline",
+                "embed": emb_m.get("settings", {})}
+    inputs = {"prepared": _fingerprint_of(Path(prepared), "prepare"), "embeddings": _fingerprint_of(embeddings, "embed")}
+    if is_fresh(out, settings, inputs):
+        return StageResult("neighbours", out, True)
+    _, split = load_prepared(prepared)
+    units = build_units(split, granularity)
+    item_emb = np.load(embeddings / "item_emb.npy")
+    unit_emb = np.load(embeddings / "unit_emb.npy")
+    if len(unit_emb) != len(units) or len(item_emb) != split.n_items + 1:
+        raise ValueError(f"{embeddings}: embeddings do not fit the prepared data ({len(unit_emb)} units, "
+                         f"{len(item_emb) - 1} items vs {len(units)}, {split.n_items}); rerun summarize/embed")
+    k_items, k_units = min(n.max_k, split.n_items - 1), min(n.max_k, len(units) - 1)
+    kw = dict(chunk=n.chunk, device=n.device, method=n.method, progress=progress)
+    item_nbrs = topk_cosine(item_emb, k_items, exclude=np.array([0]), **kw)
+    item_nbrs[0] = 0
+    unit_nbrs = topk_cosine(unit_emb, k_units, **kw)
+    art = SemanticArtifact(item_emb, unit_emb, item_nbrs, unit_nbrs, units,
+                           {"stage": "semantic", "settings": settings, "inputs": inputs,
+                            "fingerprint": fingerprint_obj({"settings": settings, "inputs": inputs}),
+                            "provenance": {**emb_m.get("provenance", {}), "embed": emb_m.get("settings", {})}})
+    save_artifact(out, art)
+    return StageResult("neighbours", out, False, f"K={k_items} items, K={k_units} units")
+
+
+def run_all(cfg: Config, pipe: PipelineConfig, out: str | Path, progress: bool = True) -> list[StageResult]:
+    """prepare -> summarize -> embed -> neighbours; stops with SummariesIncomplete if answers are missing."""
+    d = stage_dirs(out)
+    g = cfg.semantic.granularity
+    results = [prepare(cfg, d["prepared"])]
+    res, report = summarize(d["prepared"], d["summaries"], g, pipe, progress)
+    results.append(res)
+    if report is not None and not report.complete:
+        raise SummariesIncomplete(f"{report.total - report.done} of {report.total} prompts have no summary yet "
+                                  f"({report.failed} failed); rerun to retry them before embedding")
+    results.append(embed(d["summaries"], d["embeddings"], pipe, progress))
+    results.append(neighbours(d["prepared"], d["embeddings"], d["artifact"], g, pipe, progress))
+    return results

@@ -1,0 +1,142 @@
+"""Typed, frozen settings of the semantic pipeline (prompts, summaries, embeddings, neighbours).
+
+They live beside the experiment config (sracl_ray/config.py) in the same YAML file and the same
+`--set` overrides, under their own top-level sections `prompts`, `summary`, `embed` and
+`neighbours`; unknown keys are errors, as everywhere.  Example:
+
+    sracl-ray semantic --set data.max_users=200 --set summary.backend=raw --out runs/sem
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from sracl_ray.config import Config, ConfigError, _build, _with_line, from_dict, load_yaml, merge, parse_set
+from sracl_ray.semantic.prompts import PromptConfig
+
+BACKENDS = ("openai", "vllm", "raw")
+POOLINGS = ("mean", "cls_pooler")
+
+
+@dataclass(frozen=True)
+class SummaryConfig:
+    # openai: any OpenAI-compatible endpoint (`sracl-ray llm serve` starts a local one);
+    # vllm: offline engine through ray.data.llm; raw: no LLM, embed the prompt's own text.
+    backend: str = "openai"
+    # Model name sent to the endpoint (openai) or model path / HF id (vllm).
+    model: str = "smollm2-135m-instruct"
+    base_url: str = "http://127.0.0.1:8000/v1"
+    # Name of the environment variable holding the API key (the key itself is never stored).
+    api_key_env: str = "OPENAI_API_KEY"
+    # Sampling (paper: temperature 0, top_p 0.001); part of every summary's cache key.
+    temperature: float = 0.0
+    top_p: float = 0.001
+    max_tokens: int = 200
+    # Requests in flight at once (all actors together), per-request timeout and retries.
+    concurrency: int = 4
+    timeout_s: float = 120.0
+    retries: int = 3
+    backoff_s: float = 1.0
+    # Rows per Ray Data batch; each finished batch is written as one Parquet shard.
+    batch_size: int = 8
+    actors: int = 1
+    # vllm only: context length, and "cpu" asks Ray for a CPU bundle instead of a GPU.
+    max_model_len: int = 4096
+    vllm_device: str = "gpu"
+
+
+@dataclass(frozen=True)
+class EmbedConfig:
+    # sentence-transformers name or local path; "" = the packaged all-MiniLM-L6-v2 (offline).
+    model: str = ""
+    # mean: mean of token states (sentence-transformers default); cls_pooler: the CLS state
+    # through the model's pooler (dense + tanh), the paper's SimCSE setup.
+    pooling: str = "mean"
+    batch_size: int = 64
+    max_seq_length: int = 256
+    actors: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+
+
+@dataclass(frozen=True)
+class NeighbourConfig:
+    max_k: int = 100  # neighbours stored; training picks k <= max_k
+    # auto | exact | bf16 (exact) | fast (bf16 shortlist + fp32 re-rank); see semantic/neighbours.py
+    method: str = "auto"
+    chunk: int = 4096
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    summary: SummaryConfig = field(default_factory=SummaryConfig)
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    neighbours: NeighbourConfig = field(default_factory=NeighbourConfig)
+
+
+SECTIONS = tuple(f.name for f in dataclasses.fields(PipelineConfig))
+
+
+def validate(p: PipelineConfig) -> PipelineConfig:
+    """Reject impossible values with a message naming the key."""
+    s, e, n, q = p.summary, p.embed, p.neighbours, p.prompts
+    checks = [
+        (s.backend in BACKENDS, "summary.backend", f"must be one of {BACKENDS}"),
+        (s.temperature >= 0, "summary.temperature", "must be >= 0"),
+        (0 < s.top_p <= 1, "summary.top_p", "must be in (0, 1]"),
+        (s.max_tokens >= 1, "summary.max_tokens", "must be >= 1"),
+        (s.concurrency >= 1, "summary.concurrency", "must be >= 1"),
+        (s.timeout_s > 0, "summary.timeout_s", "must be > 0"),
+        (s.retries >= 0, "summary.retries", "must be >= 0"),
+        (s.batch_size >= 1, "summary.batch_size", "must be >= 1"),
+        (s.actors >= 1, "summary.actors", "must be >= 1"),
+        (s.vllm_device in ("gpu", "cpu"), "summary.vllm_device", "must be gpu or cpu"),
+        (e.pooling in POOLINGS, "embed.pooling", f"must be one of {POOLINGS}"),
+        (e.batch_size >= 1, "embed.batch_size", "must be >= 1"),
+        (e.actors >= 1, "embed.actors", "must be >= 1"),
+        (n.max_k >= 1, "neighbours.max_k", "must be >= 1"),
+        (n.method in ("auto", "exact", "bf16", "fast"), "neighbours.method", "must be auto, exact, bf16 or fast"),
+        (n.chunk >= 1, "neighbours.chunk", "must be >= 1"),
+        (q.n_item_seqs >= 0, "prompts.n_item_seqs", "must be >= 0"),
+        (q.max_seq_items >= 2, "prompts.max_seq_items", "must be >= 2"),
+        (q.desc_chars >= 0, "prompts.desc_chars", "must be >= 0"),
+        (q.title_chars >= 8, "prompts.title_chars", "must be >= 8"),
+    ]
+    for ok, key, why in checks:
+        if not ok:
+            raise ConfigError(f"{key}: {why}")
+    return p
+
+
+def pipeline_from_dict(data: Mapping[str, Any] | None) -> PipelineConfig:
+    """Build a validated PipelineConfig from {section: {key: value}} (unknown keys are errors)."""
+    return validate(_build(PipelineConfig, data or {}, ""))
+
+
+def split_sections(data: Mapping[str, Any]) -> tuple[dict, dict]:
+    """(experiment-config part, pipeline part) of a nested mapping."""
+    core = {k: v for k, v in data.items() if k not in SECTIONS}
+    mine = {k: v for k, v in data.items() if k in SECTIONS}
+    return core, mine
+
+
+def load_all(path: str | Path | None = None, overrides: list[str] | None = None) -> tuple[Config, PipelineConfig]:
+    """defaults < YAML file < --set overrides, for both the experiment and the pipeline config."""
+    file_data = load_yaml(path) if path else {}
+    core_file, mine_file = split_sections(file_data)
+    if path:
+        try:
+            from_dict(core_file, where="")
+            pipeline_from_dict(mine_file)
+        except ConfigError as e:
+            raise _with_line(ConfigError(str(e).removeprefix(": ")), path) from None
+    core_set, mine_set = split_sections(parse_set(overrides))
+    cfg = from_dict(merge(core_file, core_set), where="overrides" if path else "config")
+    try:
+        pipe = pipeline_from_dict(merge(mine_file, mine_set))
+    except ConfigError as e:
+        raise ConfigError(f"{'overrides' if path else 'config'}: {e}") from None
+    return cfg, pipe

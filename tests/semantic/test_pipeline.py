@@ -1,0 +1,84 @@
+"""End to end: `semantic` with the raw backend on a slice -> an artifact training accepts."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sracl_ray.config import ConfigError
+from sracl_ray.semantic import cli
+from sracl_ray.semantic.artifact import load_artifact
+from sracl_ray.semantic.pipeline import embed, load_prepared, run_all, stage_dirs
+from sracl_ray.semantic.settings import load_all
+from sracl_ray.semantic.summaries import SummariesIncomplete
+from sracl_ray.semantic.units import build_units
+
+SETS = ["data.max_users=15", "summary.backend=raw", "neighbours.max_k=30", "embed.batch_size=32"]
+
+
+@pytest.fixture(scope="module")
+def raw_run(ray_local, tmp_path_factory):
+    out = tmp_path_factory.mktemp("semantic")
+    args = ["semantic", "--no-progress", "--out", str(out)]
+    for s in SETS:
+        args += ["--set", s]
+    assert cli.main(args) == 0
+    return out
+
+
+def test_raw_pipeline_builds_a_valid_artifact(raw_run):
+    d = stage_dirs(raw_run)
+    data, split = load_prepared(d["prepared"])
+    art = load_artifact(d["artifact"])
+    n_units = len(build_units(split, "prefix"))
+    art.check(data.n_items, n_units, k=10)
+    assert art.granularity == "prefix" and art.max_k == 30
+    assert art.item_emb.shape == (data.n_items + 1, 384) and not art.item_emb[0].any()
+    np.testing.assert_allclose(np.linalg.norm(art.unit_emb, axis=1), 1, atol=1e-5)
+    assert not (art.unit_nbrs == np.arange(n_units)[:, None]).any()
+    # the unit table is the one training derives from the same data
+    pd.testing.assert_frame_equal(art.units, build_units(split, "prefix"))
+    # raw texts: an item's nearest neighbours are mostly in its own category path
+    items = data.items.set_index("item")["categories"]
+    same = np.mean([items[i] == items[art.item_nbrs[i, 0]] for i in range(1, data.n_items + 1)])
+    assert same > 0.25, same
+
+
+def test_rerun_skips_finished_stages(raw_run):
+    cfg, pipe = load_all(None, SETS)
+    assert all(r.skipped for r in run_all(cfg, pipe, raw_run, progress=False))
+    cfg, pipe = load_all(None, SETS[:-2] + ["neighbours.max_k=12"])  # only the last stage changes
+    res = run_all(cfg, pipe, raw_run, progress=False)
+    assert [r.skipped for r in res] == [True, True, True, False]
+    assert load_artifact(stage_dirs(raw_run)["artifact"]).max_k == 12
+
+
+def test_embed_refuses_missing_summaries(raw_run, tmp_path):
+    import shutil
+
+    src = stage_dirs(raw_run)["summaries"]
+    dst = tmp_path / "summaries"
+    shutil.copytree(src, dst)
+    df = pd.read_parquet(dst / "summaries.parquet")
+    failed = df.iloc[:3].assign(text="", error="HTTP 500: boom")
+    pd.concat([failed, df.iloc[5:]]).to_parquet(dst / "summaries.parquet", index=False)  # 2 gone, 3 failed
+    _, pipe = load_all(None, SETS)
+    with pytest.raises(SummariesIncomplete, match=r"5 of \d+ summaries are not usable: 2 missing, 3 failed "
+                                                  r"\(3 x HTTP 500: boom\)"):
+        embed(dst, tmp_path / "emb", pipe, progress=False)
+    assert not (tmp_path / "emb").exists()
+
+
+def test_settings_reject_unknown_keys(tmp_path):
+    with pytest.raises(ConfigError, match="did you mean 'backend'"):
+        load_all(None, ["summary.backnd=raw"])
+    with pytest.raises(ConfigError, match="summary.backend: must be one of"):
+        load_all(None, ["summary.backend=gpt"])
+    cfg_file = tmp_path / "exp.yaml"
+    cfg_file.write_text("data:\n  max_users: 10\nembed:\n  pooling: cls\n")
+    with pytest.raises(ConfigError, match="embed.pooling"):
+        load_all(cfg_file, [])
+    cfg_file.write_text("data:\n  max_users: 10\nembed:\n  pooling: cls_pooler\n")
+    cfg, pipe = load_all(cfg_file, ["summary.max_tokens=50"])
+    assert cfg.data.max_users == 10 and pipe.embed.pooling == "cls_pooler" and pipe.summary.max_tokens == 50
+    assert cli.main(["prepare", "--set", "data.nope=1", "--out", str(tmp_path)]) == 2
