@@ -133,52 +133,6 @@ def try_(fn, *a, label: str = "") -> None:
         log(f"error[{label or fn.__name__}]", f"{type(e).__name__}: {e}"[:300])
 
 
-def packing_worker(rank, args, n_steps, barrier, queue):
-    """One 'trial': SRA-CL steps on a Beauty slice; reports (start, end, samples)."""
-    device = torch.device("cuda")
-    data = slice_users(read_paper(Path(args.data), "beauty"), args.pack_users)
-    split = leave_one_out(data, 20)
-    vecs = np.load(args.item_vectors).astype(np.float32)[:split.n_items]
-    art = build_from_item_embeddings(split, vecs, "prefix", 20, {"granularity": "prefix"}, device="cuda")
-    prep = Prepared(data, split, art, "pack")
-    cfg = load(None, ["train.progress=false", "train.device=cuda", "train.length_buckets=1", f"train.seed={rank}"])
-    dd, modules, opt, gen = setup(cfg, prep, device)
-    step = make_stepper(modules, dd, cfg, opt)
-    batches = torch.randint(0, dd.n_samples, (n_steps + 5, cfg.train.batch_size), device=device, generator=gen)
-    for idx in batches[:5]:
-        step(idx, gen)
-    sync()
-    barrier.wait()
-    t = time.time()
-    for idx in batches[5:]:
-        step(idx, gen)
-    sync()
-    queue.put((t, time.time(), n_steps * cfg.train.batch_size))
-
-
-def packed_throughput(args, n_procs: int, n_steps: int) -> float:
-    import torch.multiprocessing as mp
-
-    ctx = mp.get_context("spawn")
-    barrier, queue = ctx.Barrier(n_procs), ctx.Queue()
-    procs = [ctx.Process(target=packing_worker, args=(r, args, n_steps, barrier, queue)) for r in range(n_procs)]
-    for p in procs:
-        p.start()
-    rows = [queue.get(timeout=300) for _ in procs]
-    for p in procs:
-        p.join()
-    return sum(r[2] for r in rows) / (max(r[1] for r in rows) - min(r[0] for r in rows))
-
-
-def packing(args) -> None:
-    """4 processes on one GPU (like 4 trials at 0.25 GPU) vs 1 process alone."""
-    one = packed_throughput(args, 1, args.pack_steps)
-    four = packed_throughput(args, 4, args.pack_steps)
-    log("packing_samples_per_s[1 proc]", round(one, 1))
-    log("packing_samples_per_s[4 procs]", round(four, 1))
-    log("packing_ratio_4_vs_1", round(four / one, 3))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", required=True)
@@ -223,7 +177,11 @@ def main() -> None:
     if "reference" not in skip:
         try_(time_reference, prep, base + ["train.length_buckets=0"], device)
     if "packing" not in skip:
-        try_(packing, args)
+        from gpu_packing import packing  # benchmarks/ is on sys.path when this runs as a script
+
+        pack_args = argparse.Namespace(procs=4, steps=args.pack_steps, users=args.pack_users, data=args.data,
+                                       item_vectors=args.item_vectors, device=args.device)
+        try_(packing, pack_args, lambda line: log(*line.split("=", 1)), label="packing")
     if "sasrec" not in skip:
         try_(sasrec_to_convergence, prep, device, args.budget_s)
     if args.sracl_budget_s > 0:

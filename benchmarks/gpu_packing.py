@@ -1,144 +1,111 @@
-"""Does packing several trials on one GPU pay?  N processes each running the core engine's
-training step for S steps on the same GPU, vs 1 process alone: aggregate samples/s ratio.
+"""Does packing several trials on one GPU pay?  N processes each running the engine's SRA-CL
+training step on the same GPU (what `resources.gpus: 0.25` gives a sweep) vs 1 process alone.
 
-This is what `resources.gpus: 0.25` in experiments/ buys: at the packaged sample's size (and at
-Beauty's, per shared/ENVIRONMENT.md) a single trial leaves the GPU mostly idle, launch-bound on
-Python.  Pure torch + multiprocessing (the GPU machine has no Ray); the semantic artifact is
-random 1024-d vectors (SimCSE-large width) so no text model is needed.
+Pure torch + multiprocessing: the lent GPU machines have no Ray.  Each process reads a slice of a
+paper-format dataset and builds its semantic artifact on the device from item vectors (or seeded
+random ones), so no text model and no Parquet are needed there.
 
-    python benchmarks/gpu_packing.py                        # cuda, packaged sample, 4 procs
-    python benchmarks/gpu_packing.py --data DIR --users 0   # a full dataset (paper format)
-    python benchmarks/gpu_packing.py --device cpu --procs 2 --steps 5     # smoke run without a GPU
-Last line: packing_ratio=<aggregate samples/s of N procs / samples/s of 1 proc>   (target >= 1.5)
+    python benchmarks/gpu_packing.py --data DIR --item-vectors ITEMS.npy      # cuda, 4 procs
+    python benchmarks/gpu_packing.py --device cpu --procs 2 --steps 5 --users 100   # smoke run
+DIR defaults to the packaged sample. Last line: packing_ratio=<aggregate samples/s of N procs /
+samples/s of 1 proc>   (target >= 1.5).  benchmarks/gpu_check.py runs the same measurement.
 """
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
-import os
-import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
 
-def build_config(args, artifact: str):
-    from sracl_ray.config import load
-
-    sets = [f"semantic.artifact={artifact}", f"train.device={args.device}", "train.progress=false",
-            f"train.amp={str(args.amp).lower()}", f"model.backbone={args.backbone}", f"cl.variant={args.variant}"]
-    sets += [f"data.path={args.data}", f"data.name={Path(args.data).name}", f"data.format={args.format}"] if args.data else []
-    sets += [f"data.max_users={args.users}"] if args.users else []
-    sets += [f"train.num_threads={args.threads}"] if args.device == "cpu" else []
-    return load(None, sets)
-
-
-def random_artifact(cfg, out_dir: Path, dim: int) -> None:
-    """A real-format semantic artifact from seeded random item vectors."""
-    import numpy as np
-
-    from sracl_ray.data.readers import load_dataset
-    from sracl_ray.data.split import leave_one_out
-    from sracl_ray.semantic.artifact import SemanticArtifact, save_artifact
-    from sracl_ray.semantic.interim import build_from_item_embeddings
-
-    split = leave_one_out(load_dataset(cfg.data), cfg.data.max_len)
-    vecs = np.random.default_rng(0).normal(size=(split.n_items, dim)).astype(np.float32)
-    settings = {"builder": "benchmark-random", "granularity": cfg.semantic.granularity}
-    art = build_from_item_embeddings(split, vecs, cfg.semantic.granularity, 20, settings)
-    save_artifact(out_dir, SemanticArtifact(**{**art.__dict__, "manifest": {"stage": "benchmark", "settings": settings}}))
+from sracl_ray.config import load
+from sracl_ray.data.dataset import slice_users
+from sracl_ray.data.readers import SAMPLE_DIR, read_paper
+from sracl_ray.data.split import leave_one_out
+from sracl_ray.semantic.interim import build_from_item_embeddings
+from sracl_ray.training.fit import build_modules, make_optimizer, make_stepper
+from sracl_ray.training.inputs import DeviceData, Prepared
 
 
-def worker(cfg, steps: int, warmup: int, barrier, queue) -> None:
-    """Train `steps` batches after `warmup` ones; report (samples, start, end) of the timed part."""
-    import torch
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
-    from sracl_ray.training.fit import build_modules, make_optimizer, resolve_device
-    from sracl_ray.training.inputs import DeviceData, prepare_inputs
-    from sracl_ray.training.step import step_losses
 
-    device = resolve_device(cfg.train.device)
-    torch.manual_seed(0)
-    prep = prepare_inputs(cfg)
+def packing_worker(rank: int, args, barrier, queue) -> None:
+    """One 'trial': SRA-CL steps on a dataset slice; reports (start, end, samples) of timed steps."""
+    device = torch.device(args.device)
+    data = slice_users(read_paper(Path(args.data), "beauty"), args.users or None)
+    split = leave_one_out(data, 20)
+    if args.item_vectors:
+        vecs = np.load(args.item_vectors).astype(np.float32)[:split.n_items]
+    else:
+        vecs = np.random.default_rng(0).normal(size=(split.n_items, 384)).astype(np.float32)
+    art = build_from_item_embeddings(split, vecs, "prefix", 20, {"granularity": "prefix"}, device=args.device)
+    prep = Prepared(data, split, art, "packing benchmark")
+    cfg = load(None, ["train.progress=false", f"train.device={args.device}", f"train.seed={rank}"]
+               + (["train.num_threads=1"] if device.type == "cpu" else []))
+    torch.manual_seed(rank)
     dd = DeviceData(prep, cfg, device)
     modules = build_modules(cfg, prep, dd, device)
     opt = make_optimizer([p for m in modules.values() for p in m.parameters()], cfg, device)
-    gen = torch.Generator(device=device).manual_seed(0)
-    amp = cfg.train.amp and device.type == "cuda"
-
-    def batches():
-        while True:
-            for idx in torch.randperm(dd.n_samples, device=device, generator=gen).split(cfg.train.batch_size):
-                if len(idx) == cfg.train.batch_size:
-                    yield idx
-
-    it = batches()
-
-    def run(n: int) -> None:
-        for _ in range(n):
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=amp):
-                loss = step_losses(modules["model"], modules.get("synth"), dd, next(it), cfg, gen).total
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    run(warmup)
+    gen = torch.Generator(device=device).manual_seed(rank)
+    step = make_stepper(modules, dd, cfg, opt)
+    batches = torch.randint(0, dd.n_samples, (args.steps + 5, cfg.train.batch_size), device=device, generator=gen)
+    for idx in batches[:5]:
+        step(idx, gen)
+    sync(device)
     barrier.wait()  # every process starts its timed steps together
-    t0 = time.perf_counter()
-    run(steps)
-    queue.put((steps * cfg.train.batch_size, t0, time.perf_counter()))
+    t = time.time()
+    for idx in batches[5:]:
+        step(idx, gen)
+    sync(device)
+    queue.put((t, time.time(), args.steps * cfg.train.batch_size))
 
 
-def measure(cfg, procs: int, steps: int, warmup: int) -> float:
-    """Aggregate samples/s of `procs` concurrent training processes."""
+def packed_throughput(args, n_procs: int) -> float:
+    """Aggregate samples/s of n_procs concurrent training processes."""
+    import torch.multiprocessing as mp
+
     ctx = mp.get_context("spawn")  # CUDA cannot be forked
-    barrier, queue = ctx.Barrier(procs), ctx.Queue()
-    ps = [ctx.Process(target=worker, args=(cfg, steps, warmup, barrier, queue)) for _ in range(procs)]
-    for p in ps:
+    barrier, queue = ctx.Barrier(n_procs), ctx.Queue()
+    procs = [ctx.Process(target=packing_worker, args=(r, args, barrier, queue)) for r in range(n_procs)]
+    for p in procs:
         p.start()
-    results = [queue.get(timeout=1800) for _ in ps]
-    for p in ps:
+    rows = [queue.get(timeout=600) for _ in procs]
+    for p in procs:
         p.join()
-        assert p.exitcode == 0, f"worker exited with {p.exitcode}"
-    samples = sum(r[0] for r in results)
-    wall = max(r[2] for r in results) - min(r[1] for r in results)
-    return samples / wall
+    return sum(r[2] for r in rows) / (max(r[1] for r in rows) - min(r[0] for r in rows))
+
+
+def packing(args, log=print) -> float:
+    """args.procs processes on one device vs 1 process alone; returns the ratio."""
+    one = packed_throughput(args, 1)
+    many = packed_throughput(args, args.procs)
+    log(f"packing_samples_per_s[1 proc]={one:.1f}")
+    log(f"packing_samples_per_s[{args.procs} procs]={many:.1f}")
+    log(f"packing_ratio={many / one:.3f}")
+    return many / one
+
+
+def add_args(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--procs", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=150, help="timed steps per process (after 5 warm-up)")
+    ap.add_argument("--users", type=int, default=5000, help="user slice of the dataset; 0 = all")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--procs", type=int, default=4)
-    ap.add_argument("--steps", type=int, default=200, help="timed training steps per process")
-    ap.add_argument("--warmup", type=int, default=20)
+    add_args(ap)
+    ap.add_argument("--data", default=str(SAMPLE_DIR))
+    ap.add_argument("--item-vectors", default=None, help="item vectors .npy (default: seeded random)")
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("--data", default=None, help="dataset dir (default: the packaged Beauty sample)")
-    ap.add_argument("--format", default="auto")
-    ap.add_argument("--users", type=int, default=0, help="user slice; 0 = all")
-    ap.add_argument("--backbone", default="sasrec")
-    ap.add_argument("--variant", default="full")
-    ap.add_argument("--amp", action="store_true", help="bf16 autocast (cuda)")
-    ap.add_argument("--dim", type=int, default=1024, help="semantic embedding width")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads per process on cpu")
     args = ap.parse_args()
-
-    with tempfile.TemporaryDirectory(prefix="gpu_packing_") as tmp:
-        art = Path(tmp) / "artifact"
-        cfg = build_config(args, str(art))
-        random_artifact(cfg, art, args.dim)
-        import torch
-
-        name = torch.cuda.get_device_name(0) if args.device.startswith("cuda") else "cpu"
-        print(f"device={name} torch={torch.__version__} data={cfg.data.path or 'packaged sample'} "
-              f"users={cfg.data.max_users or 'all'} backbone={args.backbone} variant={args.variant} "
-              f"amp={args.amp} batch={cfg.train.batch_size} steps={args.steps}")
-        solo = measure(cfg, 1, args.steps, args.warmup)
-        print(f"1 process: {solo:.0f} samples/s")
-        packed = measure(cfg, args.procs, args.steps, args.warmup)
-        print(f"{args.procs} processes: {packed:.0f} samples/s aggregate ({packed / args.procs:.0f} each)")
-        print(f"packing_ratio={packed / solo:.3f}")
+    print(f"device={torch.cuda.get_device_name(0) if args.device.startswith('cuda') else 'cpu'} "
+          f"torch={torch.__version__} procs={args.procs} steps={args.steps} users={args.users or 'all'}")
+    packing(args)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     main()
