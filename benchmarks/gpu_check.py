@@ -23,7 +23,7 @@ from sracl_ray.data.dataset import slice_users
 from sracl_ray.data.readers import read_paper
 from sracl_ray.data.split import leave_one_out
 from sracl_ray.semantic.interim import build_from_item_embeddings
-from sracl_ray.training.evaluate import metrics_from_ranks, rank_targets
+from sracl_ray.training.evaluate import rank_targets
 from sracl_ray.training.fit import build_modules, evaluate_split, make_optimizer, make_stepper, train_epoch
 from sracl_ray.training.inputs import DeviceData, Prepared
 from sracl_ray.training.reference import reference_steps

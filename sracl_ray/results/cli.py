@@ -44,10 +44,3 @@ def main(args: argparse.Namespace) -> int:
     except (QueryError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":  # usable before the lead wires it into `sracl-ray`
-    parser = argparse.ArgumentParser(prog="sracl-ray")
-    register(parser.add_subparsers(dest="command", required=True))
-    ns = parser.parse_args()
-    sys.exit(ns.func(ns))

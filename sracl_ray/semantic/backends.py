@@ -172,6 +172,11 @@ def vllm_answers(todo: pd.DataFrame, cfg: SummaryConfig) -> Iterator[pd.DataFram
     ensure_ray()
     sampling = sampling_params(cfg)
     extra = {"placement_group_config": {"bundles": [{"CPU": 1}]}} if cfg.vllm_device == "cpu" else {}
+    # Ray's default (log_engine_metrics=True) makes vLLM export metrics through ray.serve, which
+    # only `ray[serve]` installs: with this project's `ray[tune,data]` the engine actor dies with
+    # "RayPrometheusMetric requires Ray to be installed".  We do not scrape those metrics.
+    if "log_engine_metrics" in getattr(vLLMEngineProcessorConfig, "model_fields", {}):
+        extra["log_engine_metrics"] = False
     config = vLLMEngineProcessorConfig(
         model_source=cfg.model, batch_size=cfg.batch_size, concurrency=cfg.actors,
         engine_kwargs={"enable_prefix_caching": True, "max_model_len": cfg.max_model_len},

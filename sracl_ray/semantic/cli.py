@@ -12,7 +12,7 @@ Exit codes: 0 done, 2 bad settings or inputs, 3 summaries still missing or faile
 from __future__ import annotations
 
 import argparse
-import logging
+
 import sys
 from pathlib import Path
 
@@ -161,16 +161,3 @@ def register(subparsers) -> None:
     serve.add_argument("--timeout", type=float, default=300, help="seconds to wait for the server")
     serve.add_argument("--log", help="server log file (default: a temp file)")
     serve.set_defaults(func=cmd_llm_serve)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (python -m sracl_ray.semantic.cli ...)."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    parser = argparse.ArgumentParser(prog="sracl-ray")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -13,7 +13,7 @@ import pandas as pd
 
 from sracl_ray.data.dataset import InteractionData
 from sracl_ray.data.split import Split
-from sracl_ray.manifest import fingerprint_obj, is_fresh
+from sracl_ray.manifest import is_fresh
 from sracl_ray.semantic.artifact import SemanticArtifact, load_artifact, save_artifact
 from sracl_ray.semantic.neighbours import normalise, topk_cosine
 from sracl_ray.semantic.units import build_units, unit_histories

@@ -106,15 +106,3 @@ def _reproduce(args: argparse.Namespace) -> int:
     for o in outcomes:
         _report(o)
     return 0 if all(o.ok for o in outcomes) else 1
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (`python -m sracl_ray.sweeps.cli ...`) until `sracl-ray` wires register()."""
-    parser = argparse.ArgumentParser(prog="sracl-ray")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from analysis.tables import Cell, Table, rank_styles, significance_table, table2, table3

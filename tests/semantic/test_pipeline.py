@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from sracl_ray.config import ConfigError
-from sracl_ray.semantic import cli
+from sracl_ray import cli
 from sracl_ray.semantic.artifact import load_artifact
 from sracl_ray.semantic.pipeline import embed, load_prepared, run_all, stage_dirs
 from sracl_ray.semantic.settings import load_all

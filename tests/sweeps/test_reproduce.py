@@ -36,7 +36,7 @@ def test_reproduce_smoke_plumbing(local_ray, tmp_path):
 
 def _cli(*args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
-    return subprocess.Popen([sys.executable, "-m", "sracl_ray.sweeps.cli", *args], cwd=REPO, env=env,
+    return subprocess.Popen([sys.executable, "-m", "sracl_ray.cli", *args], cwd=REPO, env=env,
                             start_new_session=True, **kw)
 
 
