@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -160,13 +161,17 @@ def _run_config(exp: E.Experiment, storage: Path, callbacks: list):
     return tune.RunConfig(
         name=TUNE_DIRNAME, storage_path=str(storage), verbose=0, callbacks=callbacks,
         failure_config=tune.FailureConfig(max_failures=exp.max_failures),
-        checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+        # Keep every Tune checkpoint: they are tiny epoch markers (trainable.install_checkpoint),
+        # and deleting old ones let a killed driver's last state name a checkpoint that was gone.
+        checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
     )
 
 
 def _quiet_tune() -> None:
-    # num_to_keep=1 forces an experiment snapshot per reported checkpoint (what makes a killed
-    # driver resumable); with short epochs Tune warns about that on every epoch.
+    # Frequent experiment snapshots make a killed driver resumable: every second (Tune's "auto"
+    # waits 10 s or more, so a kill could lose every trial finished since). With short epochs
+    # Tune warns about their cost on every epoch.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "1")
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
@@ -202,6 +207,33 @@ def run_sweep(exp: E.Experiment, storage: str | Path, *, engine: Engine | None =
     return summarize(tuner.fit(), exp, storage)
 
 
+STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
+
+
+def repair_state_files(tune_dir: Path, staging_root: Path | None = None) -> list[Path]:
+    """Replace state files that a killed driver left truncated with Ray's complete staged copies.
+
+    Ray writes its experiment/searcher state atomically in a local staging dir, then copies it to
+    the storage dir non-atomically; a SIGKILL during that copy leaves an empty or cut file (seen:
+    a 0-byte search_gen_state, after which Tune restores an Optuna searcher without its space).
+    The staged copy of the same file (its name carries the run's start time) is still complete.
+    """
+    staging_root = staging_root or Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray"
+    repaired = []
+    for pattern in STATE_FILES:
+        for stored in tune_dir.glob(pattern):
+            staged = [p for p in staging_root.glob(f"session_*/artifacts/*/{tune_dir.name}/driver_artifacts/{stored.name}")
+                      if p.stat().st_size > stored.stat().st_size]
+            if staged:
+                best = max(staged, key=lambda p: p.stat().st_mtime)
+                shutil.copyfile(best, stored)
+                repaired.append(stored)
+            elif stored.stat().st_size == 0:
+                raise ConfigError(f"{stored} is empty (the driver was killed while writing it) and no staged "
+                                  f"copy was found under {staging_root}; this sweep cannot be resumed exactly")
+    return repaired
+
+
 def resume_sweep(storage: str | Path, *, engine: Engine | None = None, restart_errored: bool = False,
                  address: str | None = None, num_cpus: int | None = None) -> SweepOutcome:
     """Continue a killed or partly failed sweep: finished trials stay, unfinished ones continue
@@ -216,10 +248,12 @@ def resume_sweep(storage: str | Path, *, engine: Engine | None = None, restart_e
     if not tune.Tuner.can_restore(str(tune_dir)):
         raise ConfigError(f"{tune_dir}: no restorable Tune state (the sweep never started?); "
                           f"start it again with `sracl-ray sweep run ... --storage {storage}`")
+    for path in repair_state_files(tune_dir):
+        log.warning("restored %s from Ray's staged copy (the killed driver left it truncated)", path)
     engine = engine or default_engine()
     init_ray(address, num_cpus)
     refs = prepare_shared(exp, engine)  # object refs do not survive the old driver: put them again
-    tuner = tune.Tuner.restore(str(tune_dir), trainable=build_trainable(exp, storage, engine, refs),
-                               resume_unfinished=True, resume_errored=not restart_errored,
-                               restart_errored=restart_errored)
-    return summarize(tuner.fit(), exp, storage)
+    trainable = build_trainable(exp, storage, engine, refs)
+    results = tune.Tuner.restore(str(tune_dir), trainable=trainable, resume_unfinished=True,
+                                 resume_errored=not restart_errored, restart_errored=restart_errored).fit()
+    return summarize(results, exp, storage)

@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -70,18 +71,34 @@ def finished_result(out_dir: Path, cfg: C.Config) -> dict | None:
 
 
 def install_checkpoint(checkpoint, target: Path) -> None:
-    """Make target hold exactly Tune's checkpoint (or nothing, for a fresh start).
+    """Keep fit()'s own checkpoint when Tune resumes the trial; drop it when Tune starts afresh.
 
-    Tune's record is the authority: a local checkpoint newer than the last *reported* one (the
-    attempt died between saving and reporting) or left by an attempt Tune restarts from scratch
-    is dropped, so the epochs Tune has seen and the epochs fit() resumes from always agree.
+    Tune's checkpoints are only markers ({"epoch": N}); the real resumable state is fit()'s own
+    `trials/<id>/checkpoint/`, written atomically every epoch on the sweep's shared storage.
+    Tune copies checkpoints to storage non-atomically and may delete ones its last saved state
+    still names, so a SIGKILLed driver could leave a state pointing at a checkpoint that is gone;
+    markers are tiny, all of them are kept, and the weights never go through that path.
     """
-    for stale in (target, target.with_name(target.name + ".old"), target.with_name(target.name + ".new")):
-        shutil.rmtree(stale, ignore_errors=True)
-    if checkpoint is None:
-        return
-    with checkpoint.as_directory() as src:
-        shutil.copytree(src, target)
+    if checkpoint is None:  # a fresh start, or Tune restarting an errored trial from scratch
+        for stale in (target, target.with_name(target.name + ".old"), target.with_name(target.name + ".new")):
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def report_with_marker(metrics: Mapping[str, Any]) -> None:
+    """tune.report with a Tune checkpoint holding only the epoch number (see install_checkpoint)."""
+    from ray import tune
+
+    marker = Path(tempfile.mkdtemp(prefix="sracl-epoch-"))
+    try:
+        (marker / "epoch.json").write_text(json.dumps({"epoch": int(metrics.get("epoch", 0))}))
+        tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(str(marker)))
+    finally:  # Tune has persisted its copy by now (unless a scheduler stopped the trial here)
+        shutil.rmtree(marker, ignore_errors=True)
+
+
+def valid_only(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-epoch metrics without any test/ key (test is reported once, at the end)."""
+    return {k: v for k, v in metrics.items() if not k.startswith("test/")}
 
 
 def final_report(result: Mapping[str, Any]) -> dict[str, Any]:
@@ -120,9 +137,11 @@ def sweep_trial(config: dict[str, Any], *, prepared: Mapping[str, Any], spec: Tr
     out_dir.mkdir(parents=True, exist_ok=True)
 
     done = finished_result(out_dir, cfg)
-    if done is not None:
+    if done is not None:  # finished before a killed driver could record it: report, do not retrain
         log.info("trial %s already finished (%s); re-reporting its result", trial_id, out_dir)
         write_store_row(spec, trial_id, cfg, done, out_dir)
+        for epoch_metrics in done.get("history", []):  # replay every epoch so that a scheduler
+            report_with_marker({**valid_only(epoch_metrics), "final": False})  # compares like with like
         tune.report(final_report(done))
         return
 
@@ -138,9 +157,8 @@ def sweep_trial(config: dict[str, Any], *, prepared: Mapping[str, Any], spec: Tr
             write_store_row(spec, trial_id, cfg, finished_result(out_dir, cfg) or result_from_report(metrics, cfg),
                             out_dir)
         else:  # test metrics exist only in the final report
-            metrics = {k: v for k, v in metrics.items() if not k.startswith("test/")}
-            metrics["final"] = False
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint_dir)))
+            metrics = {**valid_only(metrics), "final": False}
+        report_with_marker(metrics)
 
     result = engine.fit(cfg, out_dir, report=report, prepared=prep, resume=True)
     write_store_row(spec, trial_id, cfg, result, out_dir)  # the complete result.json (same row, rewritten)

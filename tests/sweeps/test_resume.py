@@ -109,3 +109,26 @@ def test_kill_and_resume_optuna_keeps_searcher_state(tmp_path):
     df = S.read_store(storage)
     sampled = sorted(round(b, 9) for b in df["beta"])
     assert sampled == sorted(round(t.params["cl.beta"], 9) for t in complete)
+
+
+def test_truncated_state_file_is_restored_from_rays_staged_copy(tmp_path):
+    """A driver killed mid-copy leaves an empty state file; resume takes Ray's staged copy."""
+    import pytest
+
+    from sracl_ray.config import ConfigError
+    from sracl_ray.sweeps.runner import repair_state_files
+
+    tune_dir = tmp_path / "sweep" / "tune"
+    tune_dir.mkdir(parents=True)
+    name = "search_gen_state-2026-11-27_19-20-18.json"
+    (tune_dir / name).write_bytes(b"")
+    (tune_dir / "experiment_state-2026-11-27_19-20-18.json").write_text('{"complete": true}')
+    staged = tmp_path / "ray" / "session_1" / "artifacts" / "t1" / "tune" / "driver_artifacts"
+    staged.mkdir(parents=True)
+    (staged / name).write_bytes(b"complete state")
+    assert repair_state_files(tune_dir, tmp_path / "ray") == [tune_dir / name]
+    assert (tune_dir / name).read_bytes() == b"complete state"
+    assert (tune_dir / "experiment_state-2026-11-27_19-20-18.json").read_text() == '{"complete": true}'
+    (tune_dir / name).write_bytes(b"")
+    with pytest.raises(ConfigError, match="is empty"):
+        repair_state_files(tune_dir, tmp_path / "elsewhere")
