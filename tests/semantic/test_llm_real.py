@@ -66,7 +66,13 @@ def test_vllm_backend_offline(ray_local, tmp_path):
     recs = prompt_records(data, split, "prefix", PipelineConfig(summary=cfg)).iloc[:4]
     assert len(build_units(split, "prefix")) >= 1
     rep = run_summaries(recs, cfg, tmp_path, progress=False)
-    assert rep.complete, rep
+    assert rep.complete and rep.asked == recs["key"].nunique() and rep.completion_tokens > 0, rep
+    stored = SummaryStore(tmp_path).read()
+    assert (stored["error"] == "").all() and (stored["text"].str.len() > 0).all(), stored
+    assert (stored["completion_tokens"] <= 16).all() and (stored["model"] == model).all()
+    print(f"\nvllm: {len(stored)} answers, {rep.completion_tokens} tokens in {rep.seconds:.1f}s:",
+          *stored["text"].map(repr), sep="\n  ")
+    assert run_summaries(recs, cfg, tmp_path, progress=False).asked == 0  # resumed from the store
 
 
 def _cuda() -> bool:
