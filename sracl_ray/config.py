@@ -188,10 +188,15 @@ def validate(cfg: Config) -> Config:
         (cfg.train.metric.startswith("valid/"), "train.metric", "must be a valid/ metric (never tune on test)"),
         (cfg.train.length_buckets >= -1, "train.length_buckets", "must be >= -1 (-1 auto, 0 = no trimming)"),
     ]
+    require(checks)
+    return cfg
+
+
+def require(checks: list[tuple[bool, str, str]]) -> None:
+    """Raise ConfigError('key: why') for the first (ok, key, why) that is not ok."""
     for ok, key, why in checks:
         if not ok:
             raise ConfigError(f"{key}: {why}")
-    return cfg
 
 
 def from_dict(data: Mapping[str, Any] | None, where: str = "config") -> Config:

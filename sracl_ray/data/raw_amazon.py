@@ -132,15 +132,20 @@ def meta_text(path: Path, n: int, rec: dict) -> dict[str, str]:
             "description": text(rec.get("description"))[:DESCRIPTION_CHARS]}
 
 
-def read_meta(path: Path, wanted: set[str]) -> dict[str, dict[str, str]]:
-    """asin -> text columns for the wanted asins (every line must still parse)."""
+def read_wanted(path: Path, wanted: set[str], key: str, parse, to_text) -> dict[str, dict[str, str]]:
+    """rec[key] -> to_text(rec) for the wanted keys, first record wins (every line must still parse)."""
     out: dict[str, dict[str, str]] = {}
     for n, line in iter_lines(path):
-        rec = parse_literal(path, n, line)
-        require_keys(path, n, rec, {"asin": str})
-        if rec["asin"] in wanted and rec["asin"] not in out:
-            out[rec["asin"]] = meta_text(path, n, rec)
+        rec = parse(path, n, line)
+        require_keys(path, n, rec, {key: str})
+        if rec[key] in wanted and rec[key] not in out:
+            out[rec[key]] = to_text(path, n, rec)
     return out
+
+
+def read_meta(path: Path, wanted: set[str]) -> dict[str, dict[str, str]]:
+    """asin -> text columns for the wanted asins."""
+    return read_wanted(path, wanted, "asin", parse_literal, meta_text)
 
 
 def locate(path: Path, name: str | None) -> tuple[Path, str]:

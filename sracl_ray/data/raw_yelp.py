@@ -16,7 +16,7 @@ from pathlib import Path
 
 from sracl_ray.data.dataset import InteractionData
 from sracl_ray.data.errors import DataFormatError
-from sracl_ray.data.raw_amazon import build_ids, items_frame, iter_lines, read_rows, require_keys, text
+from sracl_ray.data.raw_amazon import build_ids, items_frame, read_rows, read_wanted, require_keys, text
 
 log = logging.getLogger(__name__)
 
@@ -71,14 +71,8 @@ def business_text(path: Path, n: int, rec: dict) -> dict[str, str]:
 
 
 def read_business(path: Path, wanted: set[str]) -> dict[str, dict[str, str]]:
-    """business_id -> text columns for the wanted businesses (every line must still parse)."""
-    out: dict[str, dict[str, str]] = {}
-    for n, line in iter_lines(path):
-        rec = parse_json(path, n, line)
-        require_keys(path, n, rec, {"business_id": str})
-        if rec["business_id"] in wanted and rec["business_id"] not in out:
-            out[rec["business_id"]] = business_text(path, n, rec)
-    return out
+    """business_id -> text columns for the wanted businesses."""
+    return read_wanted(path, wanted, "business_id", parse_json, business_text)
 
 
 def find_file(folder: Path, kind: str) -> Path | None:

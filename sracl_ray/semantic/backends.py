@@ -24,7 +24,8 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
-from sracl_ray.semantic.raytools import blocks_of, ensure_ray
+from sracl_ray.raytools import ensure_ray
+from sracl_ray.semantic.raytools import blocks_of
 from sracl_ray.semantic.settings import SummaryConfig
 
 log = logging.getLogger(__name__)

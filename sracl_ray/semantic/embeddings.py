@@ -111,7 +111,8 @@ def embed_texts(texts: Sequence[str], cfg: EmbedConfig = EmbedConfig(), progress
     import ray
     from tqdm.auto import tqdm
 
-    from sracl_ray.semantic.raytools import blocks_of, ensure_ray
+    from sracl_ray.raytools import ensure_ray
+    from sracl_ray.semantic.raytools import blocks_of
 
     ensure_ray()
     device = pick_device(cfg.device)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from sracl_ray.config import Config, ConfigError, _build, _with_line, from_dict, load_yaml, merge, parse_set
+from sracl_ray.config import Config, ConfigError, _build, _with_line, from_dict, load_yaml, merge, parse_set, require
 from sracl_ray.semantic.prompts import PromptConfig
 
 BACKENDS = ("openai", "vllm", "raw")
@@ -105,9 +105,7 @@ def validate(p: PipelineConfig) -> PipelineConfig:
         (q.desc_chars >= 0, "prompts.desc_chars", "must be >= 0"),
         (q.title_chars >= 8, "prompts.title_chars", "must be >= 8"),
     ]
-    for ok, key, why in checks:
-        if not ok:
-            raise ConfigError(f"{key}: {why}")
+    require(checks)
     return p
 
 

@@ -56,14 +56,9 @@ def trial_dirname(trial) -> str:
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None) -> None:
     """Connect to a cluster (address / RAY_ADDRESS) or start a local one; no-op when connected."""
-    import ray
+    from sracl_ray.raytools import ensure_ray
 
-    if ray.is_initialized():
-        return
-    kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": num_cpus, "num_gpus": num_gpus}
-    # A local Ray's workers inherit this process's environment (PYTHONPATH included); on a cluster
-    # every node has the package installed (cluster.yaml setup_commands).
-    ray.init(log_to_driver=True, **{k: v for k, v in kwargs.items() if v is not None})
+    ensure_ray(num_cpus, address=address, num_gpus=num_gpus)
 
 
 def effective_gpus(requested: float) -> float:

@@ -19,7 +19,7 @@ def ray_local():
     """One local Ray (2 CPUs) for the whole session."""
     import ray
 
-    from sracl_ray.semantic.raytools import ensure_ray
+    from sracl_ray.raytools import ensure_ray
 
     ensure_ray(num_cpus=2)
     yield

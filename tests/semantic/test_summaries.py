@@ -132,7 +132,7 @@ def test_killed_run_loses_at_most_in_flight_batches(fake_openai, tmp_path):
                                    "raw": prompts}), cfg)
     import ray
 
-    from sracl_ray.semantic.raytools import ensure_ray
+    from sracl_ray.raytools import ensure_ray
     ensure_ray(2)
     try:
         rep = run_summaries(recs, cfg, tmp_path, progress=False)
