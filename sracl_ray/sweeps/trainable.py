@@ -129,6 +129,9 @@ def sweep_trial(config: dict[str, Any], *, prepared: Mapping[str, Any], spec: Tr
     import ray
     from ray import tune
 
+    # One INFO line per epoch per trial ("Checkpoint successfully created") drowns the driver's
+    # progress lines; the checkpoints are tiny epoch markers anyway.
+    logging.getLogger("ray.train._internal.storage").setLevel(logging.WARNING)
     ctx = tune.get_context()
     trial_id = ctx.get_trial_id()
     cfg = trial_config(spec.base, config)
