@@ -85,7 +85,8 @@ class DeviceData:
     """Every tensor a training step or an evaluation reads, resident on one device."""
 
     def __init__(self, prep: Prepared, cfg: Config, device: torch.device):
-        sp, t = prep.split, (lambda a: torch.as_tensor(np.ascontiguousarray(a), device=device))
+        # Arrays from Ray's object store are read-only: copy those (np.require) rather than share them.
+        sp, t = prep.split, (lambda a: torch.as_tensor(np.require(a, requirements=["C", "W"]), device=device))
         self.hist, self.target = t(sp.sample_hist), t(sp.sample_target)
         self.valid_hist, self.valid_target = t(sp.valid_hist), t(sp.valid_target)
         self.test_hist, self.test_target = t(sp.test_hist), t(sp.test_target)
