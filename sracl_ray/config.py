@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from dataclasses import dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -341,14 +341,8 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None,
     return from_dict(data, where="overrides" if path else "config")
 
 
-def with_updates(cfg: Config, **sections: Mapping[str, Any]) -> Config:
-    """Return a copy with some section fields replaced (validated)."""
-    data = merge(to_dict(cfg), sections)
-    return from_dict(data)
-
-
 __all__ = [
     "Config", "DataConfig", "SemanticConfig", "ModelConfig", "CLConfig", "TrainConfig",
     "ConfigError", "VARIANTS", "BACKBONES", "load", "load_yaml", "from_dict", "to_dict",
-    "flatten", "unflatten", "merge", "parse_set", "with_updates", "validate", "replace",
+    "flatten", "unflatten", "merge", "parse_set", "validate", "require",
 ]

@@ -106,7 +106,7 @@ def fit(cfg: Config, out_dir: str | Path, report: Report | None = None, prepared
     params = [p for m in modules.values() for p in m.parameters()]
     opt = make_optimizer(params, cfg, device)
     ckpt_dir = out / "checkpoint"
-    state = {"epoch": 0, "best_value": -np.inf, "best_epoch": 0, "bad_epochs": 0, "best_valid": {},
+    state = {"epoch": 0, "best_value": -np.inf, "best_epoch": 0, "bad_epochs": 0,
              "history": [], "train_seconds": 0.0}
     best = None
     found = find_checkpoint(ckpt_dir) if resume else None
@@ -121,7 +121,7 @@ def fit(cfg: Config, out_dir: str | Path, report: Report | None = None, prepared
         valid, _ = evaluate_split(modules["model"], dd, cfg, "valid")
         value = valid[cfg.train.metric]
         if value > state["best_value"]:
-            state.update(best_value=value, best_epoch=epoch, bad_epochs=0, best_valid=valid)
+            state.update(best_value=value, best_epoch=epoch, bad_epochs=0)
             best = {n: {k: v.detach().clone() for k, v in m.state_dict().items()} for n, m in modules.items()}
         else:
             state["bad_epochs"] += 1
