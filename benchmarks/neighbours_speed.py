@@ -6,7 +6,7 @@ Unit embeddings are built as in the interim artifact: the normalised mean of the
 vectors (MiniLM title vectors from --item-vectors, else seeded random ones).  Reference, measured in
 the same run: the previous implementation (fp32 exact, per-chunk numpy lexsort) on the first
 --ref-rows rows, extrapolated to all rows.  Exactness: a float64 brute force on --check-rows rows.
-Target: <= 60 s for all 131k prefixes on 2 CPU cores.  --method fast|exact|bf16|auto.
+Target: <= 60 s for all 131k prefixes on 2 CPU cores.  --method auto|exact|bounded.
 """
 from __future__ import annotations
 

@@ -63,7 +63,7 @@ class EmbedConfig:
 @dataclass(frozen=True)
 class NeighbourConfig:
     max_k: int = 100  # neighbours stored; training picks k <= max_k
-    # auto | exact | bf16 (exact) | fast (bf16 shortlist + fp32 re-rank); see semantic/neighbours.py
+    # auto | exact | bounded (exact too, faster on CPU); see semantic/neighbours.py
     method: str = "auto"
     chunk: int = 4096
     device: str = "auto"
@@ -98,7 +98,7 @@ def validate(p: PipelineConfig) -> PipelineConfig:
         (e.batch_size >= 1, "embed.batch_size", "must be >= 1"),
         (e.actors >= 1, "embed.actors", "must be >= 1"),
         (n.max_k >= 1, "neighbours.max_k", "must be >= 1"),
-        (n.method in ("auto", "exact", "bf16", "fast"), "neighbours.method", "must be auto, exact, bf16 or fast"),
+        (n.method in ("auto", "exact", "bounded"), "neighbours.method", "must be auto, exact or bounded"),
         (n.chunk >= 1, "neighbours.chunk", "must be >= 1"),
         (q.n_item_seqs >= 0, "prompts.n_item_seqs", "must be >= 0"),
         (q.max_seq_items >= 2, "prompts.max_seq_items", "must be >= 2"),
