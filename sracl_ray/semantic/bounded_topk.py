@@ -59,7 +59,7 @@ def cluster_order(x: torch.Tensor, n_clusters: int, iters: int = 5) -> tuple[tor
 
 
 def seed_bounds(xs: torch.Tensor, assign: torch.Tensor, cent: torch.Tensor, k: int, pool: int,
-                banned: torch.Tensor) -> torch.Tensor:
+                banned: torch.Tensor, progress: bool = False) -> torch.Tensor:
     """[n] lower bounds of each row's exact k-th score: its k-th best over its nearest clusters.
 
     xs and assign are sorted by cluster; banned marks rows that may not be neighbours."""
@@ -69,7 +69,11 @@ def seed_bounds(xs: torch.Tensor, assign: torch.Tensor, cent: torch.Tensor, k: i
     usable = sizes - torch.bincount(assign[banned], minlength=len(cent))
     need = max(pool, k + 1)
     low = torch.full((len(xs),), -FAR)
-    for c in torch.nonzero(sizes).flatten().tolist():
+    clusters = torch.nonzero(sizes).flatten().tolist()
+    if progress:
+        from tqdm.auto import tqdm
+        clusters = tqdm(clusters, desc=f"top-{k} bounds", unit="cluster")
+    for c in clusters:
         near = nearest[c]
         take = int((torch.cumsum(usable[near], 0) < need).sum()) + 1
         cols = torch.cat([torch.arange(int(starts[q]), int(starts[q] + sizes[q])) for q in near[:take].tolist()])
@@ -216,14 +220,15 @@ class _Scan:
         return out
 
     def brute(self, rows: torch.Tensor) -> torch.Tensor:
+        """[len(rows), k] neighbour ids of the given rows from their full fp32 products."""
         sim = self.xs[rows] @ self.xs.T
         sim[:, self.banned] = -FAR
         sim[torch.arange(len(rows)), rows] = -FAR
-        vals, idx = torch.topk(sim, self.k, dim=1)
+        vals, idx = torch.topk(sim, min(self.k + 8, sim.shape[1]), dim=1)  # room for ties at rank k
         ids = self.ids[idx]
         by_id = torch.argsort(ids, dim=1, stable=True)
         vals, ids = vals.gather(1, by_id), ids.gather(1, by_id)
-        return ids.gather(1, torch.sort(vals, dim=1, descending=True, stable=True).indices)
+        return ids.gather(1, torch.sort(vals, dim=1, descending=True, stable=True).indices)[:, :self.k]
 
 
 def bounded_topk(x: torch.Tensor, k: int, banned: torch.Tensor | None = None, pool: int = 4096,
@@ -238,7 +243,7 @@ def bounded_topk(x: torch.Tensor, k: int, banned: torch.Tensor | None = None, po
     assign, cent = cluster_order(x, max(1, n // 512))
     order = torch.argsort(assign, stable=True)
     xs, assign_s = x[order], assign[order]
-    low = seed_bounds(xs, assign_s, cent, k, pool, banned[order])
+    low = seed_bounds(xs, assign_s, cent, k, pool, banned[order], progress)
     within = torch.argsort(assign_s.double() * 8 - low.double(), stable=True)  # similar bounds per group
     order, low = order[within], low[within]
     expect = expected_candidates(x[order], low)
