@@ -156,6 +156,9 @@ def write_report(
     atomic_write_text(out / "tables.tex", "\n".join(t.to_latex() for t in tables))
     atomic_write_text(out / "index.html",
                       _html(df, Path(df.attrs["storage_dir"]), ref, tables, figs, skipped))
+    written = {name for name, _ in figs}
+    for stale in {FIG4, FIG5, FIG6, FIG7} - written:  # from an earlier report into this folder
+        (out / stale).unlink(missing_ok=True)
     log.info("report written to %s (%d tables, %d figures)", out / "index.html", len(tables),
              len(figs))
     return markdown

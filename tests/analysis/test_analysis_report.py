@@ -37,6 +37,9 @@ def test_report_skips_figures_without_variation(tmp_path: Path, store_builder):
     for p in (root / "runs").rglob("ranks.parquet"):
         p.unlink()
     out = tmp_path / "report"
+    out.mkdir()
+    (out / "fig6_k.png").write_bytes(b"stale figure from an earlier report")
+    (out / "notes.png").write_bytes(b"not ours")
     md = write_report(root, out)
     html = (out / "index.html").read_text()
     assert _imgs(html) == ["fig4_model_agnostic.png"]
@@ -44,6 +47,8 @@ def test_report_skips_figures_without_variation(tmp_path: Path, store_builder):
     assert "Fig. 5: no backbone has two or more values of alpha/beta" in html
     assert "Fig. 7: ranks file missing" in html
     assert not (out / "fig5_alpha_beta.png").exists()
+    assert not (out / "fig6_k.png").exists()  # a figure that no longer applies is removed
+    assert (out / "notes.png").exists()  # files the report does not own are left alone
 
 
 def test_focus_metrics():
