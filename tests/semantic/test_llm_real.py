@@ -6,10 +6,10 @@ import importlib.util
 import numpy as np
 import pytest
 
+from sracl_ray import cli
 from sracl_ray.config import DataConfig
 from sracl_ray.data.readers import load_dataset
 from sracl_ray.data.split import leave_one_out
-from sracl_ray.semantic import cli
 from sracl_ray.semantic.artifact import load_artifact
 from sracl_ray.semantic.pipeline import load_prepared, prompt_records, stage_dirs
 from sracl_ray.semantic.settings import PipelineConfig, SummaryConfig
