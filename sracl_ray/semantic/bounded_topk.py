@@ -36,6 +36,13 @@ FAR = 1.0e4  # padding value no threshold can reach
 TILE = 4096  # rows per side of one bf16 GEMM
 
 
+def sorted_topk(vals: torch.Tensor, ids: torch.Tensor, k: int) -> torch.Tensor:
+    """[C, k] ids of each row's candidates ordered by (value desc, id asc).  vals, ids: [C, S]."""
+    by_id = torch.argsort(ids, dim=1, stable=True)
+    vals, ids = vals.gather(1, by_id), ids.gather(1, by_id)
+    return ids.gather(1, torch.sort(vals, dim=1, descending=True, stable=True).indices)[:, :k]
+
+
 def bf16_gemm_is_fast() -> bool:
     """True when oneDNN has native bf16 kernels on this CPU (else bf16 is emulated and slow)."""
     try:
@@ -55,7 +62,7 @@ def cluster_order(x: torch.Tensor, n_clusters: int, iters: int = 5) -> tuple[tor
         total = torch.zeros_like(cent).index_add_(0, assign, x)
         norm = total.norm(dim=1)
         cent[norm > 0] = total[norm > 0] / norm[norm > 0, None]
-    return (x.bfloat16() @ cent.bfloat16().T).argmax(1), cent
+    return (xb @ cent.bfloat16().T).argmax(1), cent
 
 
 def seed_bounds(xs: torch.Tensor, assign: torch.Tensor, cent: torch.Tensor, k: int, pool: int,
@@ -124,8 +131,9 @@ class _Scan:
                  k: int, head: int, tile: int, group: int):
         self.xs, self.banned, self.ids, self.k, self.tile, self.group = xs, banned, ids, k, tile, group
         self.low = low
-        self.a, self.b, self.rho = bf16_factors(xs, low / 2, head)
-        self.half = (low / 2).bfloat16().float()
+        half = (low / 2).bfloat16()
+        self.a, self.b, self.rho = bf16_factors(xs, half, head)
+        self.half = half.float()
         self.q = self.half + self.rho  # what column j takes off a row threshold
         self.base = low - self.q - ACC  # row i keeps j when v' >= base_i - q_j
         self.n_tiles = -(-len(xs) // tile)
@@ -225,10 +233,7 @@ class _Scan:
         sim[:, self.banned] = -FAR
         sim[torch.arange(len(rows)), rows] = -FAR
         vals, idx = torch.topk(sim, min(self.k + 8, sim.shape[1]), dim=1)  # room for ties at rank k
-        ids = self.ids[idx]
-        by_id = torch.argsort(ids, dim=1, stable=True)
-        vals, ids = vals.gather(1, by_id), ids.gather(1, by_id)
-        return ids.gather(1, torch.sort(vals, dim=1, descending=True, stable=True).indices)[:, :self.k]
+        return sorted_topk(vals, self.ids[idx], self.k)
 
 
 def bounded_topk(x: torch.Tensor, k: int, banned: torch.Tensor | None = None, pool: int = 4096,

@@ -7,9 +7,8 @@ Methods (all return the same neighbours: exact fp32 scores, ties to the lower in
   About 3x faster than "exact" on Beauty's 131k prefixes on 2 CPU cores (benchmarks/RESULTS.md).
 - "auto": "bounded" on a CPU with native bf16 (AVX512-BF16 / AMX) and at least 16,384 rows, else
   "exact" (GPUs, CPUs that would emulate bf16, and small inputs: Beauty's 12k items take ~1.5 s
-  either way).  "bounded" itself falls back to
-  "exact" when a sample shows its lower bounds would leave too many candidates (near-isotropic
-  vectors, unlike sentence embeddings).
+  either way).  "bounded" itself falls back to "exact" when a sample shows its lower bounds would
+  leave too many candidates (near-isotropic vectors, unlike sentence embeddings).
 """
 from __future__ import annotations
 
@@ -36,14 +35,6 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
-def _sorted_topk(vals: torch.Tensor, idx: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Order candidates by (value desc, index asc) and keep k.  vals, idx: [C, S]."""
-    by_idx = torch.argsort(idx, dim=1)
-    vals, idx = vals.gather(1, by_idx), idx.gather(1, by_idx)
-    by_val = torch.sort(vals, dim=1, descending=True, stable=True).indices
-    return vals.gather(1, by_val)[:, :k], idx.gather(1, by_val)[:, :k]
-
-
 def _mask(sim: torch.Tensor, rows: torch.Tensor, exclude: torch.Tensor | None) -> None:
     """Never return a row itself or an excluded row.  sim: [C, N] for global rows `rows`."""
     sim[torch.arange(len(rows), device=sim.device), rows] = -float("inf")
@@ -56,7 +47,7 @@ def _exact_rows(x: torch.Tensor, rows: torch.Tensor, k: int, exclude: torch.Tens
     sim = x[rows] @ x.T  # [C, N]
     _mask(sim, rows, exclude)
     vals, idx = torch.topk(sim, min(k + 8, sim.shape[1]), dim=1)
-    return _sorted_topk(vals, idx, k)[1]
+    return bounded_topk.sorted_topk(vals, idx, k)
 
 
 def choose_method(method: str, device: str, n: int) -> str:
