@@ -250,11 +250,11 @@ def bounded_topk(x: torch.Tensor, k: int, banned: torch.Tensor | None = None, po
     xs, assign_s = x[order], assign[order]
     low = seed_bounds(xs, assign_s, cent, k, pool, banned[order], progress)
     within = torch.argsort(assign_s.double() * 8 - low.double(), stable=True)  # similar bounds per group
-    order, low = order[within], low[within]
-    expect = expected_candidates(x[order], low)
+    order, low, xs = order[within], low[within], xs[within]
+    expect = expected_candidates(xs, low)
     if expect > max_candidates:
         raise TooDense(f"about {expect:.0f} candidates per row (limit {max_candidates:.0f})")
-    scan = _Scan(x[order], low, banned[order], order, k, head, tile, group)
+    scan = _Scan(xs, low, banned[order], order, k, head, tile, group)
     out = np.empty((n, k), dtype=np.int64)
     bar = None
     if progress:
