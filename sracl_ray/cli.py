@@ -6,9 +6,7 @@ import importlib
 import logging
 import sys
 
-from sracl_ray.config import ConfigError
-from sracl_ray.data.errors import DataFormatError
-from sracl_ray.semantic.artifact import ArtifactError
+from sracl_ray.errors import describe
 
 # Modules that contribute sub-commands through register(subparsers); listed explicitly.
 SUBCOMMAND_MODULES = ("sracl_ray.semantic.cli", "sracl_ray.sweeps.cli", "sracl_ray.results.cli", "analysis.cli",
@@ -36,9 +34,28 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line naming the command (as every other error is)."""
+
+    def error(self, message: str):
+        print(f"sracl-ray: error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+DEBUG_FLAGS = ("-v", "--verbose", "--debug")
+
+
+def pop_debug(argv: list[str]) -> tuple[list[str], bool]:
+    """Remove -v/--verbose/--debug wherever they stand (before a `--`), so they work after the sub-command."""
+    end = argv.index("--") if "--" in argv else len(argv)
+    kept = [a for a in argv[:end] if a not in DEBUG_FLAGS] + argv[end:]
+    return kept, len(kept) != len(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sracl-ray", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser = OneLineParser(prog="sracl-ray", description=__doc__)
+    parser.add_argument("-v", "--verbose", "--debug", action="store_true",
+                        help="debug logging and full tracebacks (also accepted after the sub-command)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train one configuration (local CPU or one GPU)")
     add_config_args(p)
@@ -57,15 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one sub-command; every error is one line on stderr (exit 2 user, 3 incomplete, 1 bug)."""
+    argv, debug = pop_debug(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+    args.verbose = debug = debug or args.verbose
+    logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("tensorboardX").setLevel(logging.WARNING)  # one line per '@' metric name otherwise
     try:
         return int(args.func(args) or 0)
-    except (ConfigError, DataFormatError, ArtifactError, FileNotFoundError) as e:
-        print(f"sracl-ray: error: {e}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        print("sracl-ray: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the one place that turns any error into one line
+        if debug:
+            raise
+        code, message = describe(e)
+        print(f"sracl-ray: {'incomplete' if code == 3 else 'error'}: {message}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

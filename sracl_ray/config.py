@@ -8,21 +8,25 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 import yaml
 
+from sracl_ray.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError):
     """A config file, override or sample names an unknown key or an impossible value."""
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    # Dataset name: "beauty_sample" (packaged), or any name when `path` is given.
-    name: str = "beauty_sample"
+    # Dataset name for results and prompts; "" = from the data (the file's stem, or
+    # "beauty_sample" for the packaged sample when `path` is None).
+    name: str = ""
     # Where the raw files live; None = the packaged sample.
     path: str | None = None
     # "auto" | "paper" (user item .txt + items.tsv) | "recbole" | "amazon_raw" | "yelp_raw"
@@ -88,13 +92,21 @@ class TrainConfig:
     # (1 = trim the whole call to its longest row, 0 = no trimming, -1 = auto: 4 on CPU where the
     # step is compute-bound, 1 on CUDA where it is launch-bound; measured in benchmarks/RESULTS.md).
     length_buckets: int = -1
-    eval_batch_size: int = 1024
-    mask_history: bool = False  # paper/release: off
     num_threads: int = 0  # torch CPU threads; 0 = torch default
     amp: bool = False  # bf16 autocast on CUDA
     # Capture the whole step as one CUDA graph (static shapes: no length trimming); CUDA only.
     cuda_graph: bool = False
     progress: bool = True
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    # How a tie between the target's score and another item's counts: "pessimistic" (every tied
+    # item ranks above the target: a constant model scores 0) or "expected" (the exact expectation
+    # of each metric under uniformly random tie-breaking). Non-finite scores always rank last.
+    ties: str = "pessimistic"
+    mask_history: bool = False  # exclude the user's seen items from the ranking; paper/release: off
+    batch_size: int = 1024  # users scored per forward pass
 
 
 @dataclass(frozen=True)
@@ -104,10 +116,40 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     cl: CLConfig = field(default_factory=CLConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
 
 VARIANTS = ("full", "no_cl", "no_cs", "no_is", "unlearnable")
 BACKBONES = ("sasrec", "gru4rec", "duorec")
+DATA_FORMATS = ("auto", "paper", "recbole", "amazon_raw", "yelp_raw")
+TIES = ("pessimistic", "expected")
+# Every metric the engine reports for each split (training/evaluate.py): <split>/<name>@<k>.
+METRIC_NAMES, METRIC_KS = ("hr", "ndcg", "mrr"), (5, 10, 20)
+# Keys that moved: the old dotted name -> the new one (the old one is rejected with this hint).
+MOVED_KEYS = {"train.mask_history": "eval.mask_history", "train.eval_batch_size": "eval.batch_size"}
+
+
+def metric_names(split: str = "valid") -> list[str]:
+    """Every metric key the engine reports for a split, e.g. valid/ndcg@20."""
+    return [f"{split}/{m}@{k}" for m in METRIC_NAMES for k in METRIC_KS]
+
+
+def device_ok(name: str) -> str | None:
+    """None when the device setting is usable here, else why not."""
+    import re
+
+    if name in ("auto", "cpu"):
+        return None
+    m = re.fullmatch(r"cuda(?::(\d+))?", name)
+    if not m:
+        return "must be auto, cpu, cuda or cuda:N"
+    import torch
+
+    if not torch.cuda.is_available():
+        return f"{name!r} was asked for but this machine has no CUDA device (use auto or cpu)"
+    if m.group(1) is not None and int(m.group(1)) >= torch.cuda.device_count():
+        return f"{name!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+    return None
 
 
 def _suggest(key: str, valid: list[str]) -> str:
@@ -137,7 +179,10 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
         if base == "float":
             if isinstance(value, bool):
                 raise ValueError
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):  # inf/nan would train to NaN and fake metrics
+                raise ConfigError(f"{where}: {value!r} is not a finite number")
+            return number
         if base == "str":
             return str(value)
     except (TypeError, ValueError):
@@ -152,7 +197,9 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     kwargs = {}
     for key, value in data.items():
         if key not in valid:
-            raise ConfigError(f"{where}: unknown key '{key}'" + _suggest(str(key), list(valid)))
+            moved = MOVED_KEYS.get(f"{where}.{key}" if where else str(key))
+            hint = f"; it moved to '{moved}'" if moved else _suggest(str(key), list(valid))
+            raise ConfigError(f"{where}: unknown key '{key}'" + hint)
         f = valid[key]
         sub = f"{where}.{key}" if where else key
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
@@ -186,9 +233,18 @@ def validate(cfg: Config) -> Config:
         (cfg.train.epochs >= 1, "train.epochs", "must be >= 1"),
         (cfg.train.patience >= 1, "train.patience", "must be >= 1"),
         (cfg.train.metric.startswith("valid/"), "train.metric", "must be a valid/ metric (never tune on test)"),
+        (cfg.train.metric in metric_names("valid"), "train.metric",
+         f"{cfg.train.metric!r} is not a metric the engine reports; one of {', '.join(metric_names('valid'))}"),
         (cfg.train.length_buckets >= -1, "train.length_buckets", "must be >= -1 (-1 auto, 0 = no trimming)"),
+        (cfg.train.num_threads >= 0, "train.num_threads", "must be >= 0 (0 = torch default)"),
+        (cfg.data.format in DATA_FORMATS, "data.format", f"must be one of {DATA_FORMATS}"),
+        (cfg.eval.ties in TIES, "eval.ties", f"must be one of {TIES}"),
+        (cfg.eval.batch_size >= 1, "eval.batch_size", "must be >= 1"),
     ]
     require(checks)
+    why = device_ok(cfg.train.device)
+    if why:
+        raise ConfigError(f"train.device: {why}")
     return cfg
 
 
@@ -342,7 +398,8 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None,
 
 
 __all__ = [
-    "Config", "DataConfig", "SemanticConfig", "ModelConfig", "CLConfig", "TrainConfig",
+    "Config", "DataConfig", "SemanticConfig", "ModelConfig", "CLConfig", "TrainConfig", "EvalConfig",
+    "metric_names", "MOVED_KEYS",
     "ConfigError", "VARIANTS", "BACKBONES", "load", "load_yaml", "from_dict", "to_dict",
     "flatten", "unflatten", "merge", "parse_set", "validate", "require",
 ]

@@ -1,7 +1,8 @@
 """Errors raised by dataset readers."""
+from sracl_ray.errors import UserError
 
 
-class DataFormatError(ValueError):
+class DataFormatError(UserError):
     """A data file is malformed; the message names the file, the line and what was expected."""
 
     def __init__(self, path, line: int | None, expected: str, got: str = ""):

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from sracl_ray.results.query import QueryError, mean_std_frame, render, run_sql, summary
+from sracl_ray.results.query import mean_std_frame, render, run_sql, summary
 from sracl_ray.results.store import connect
 
 
@@ -31,16 +30,12 @@ def register(subparsers) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        con = connect(args.dir)
-        if args.sql:
-            print(render(run_sql(con, args.sql), args.format))
-            return 0
-        metrics = [m for item in (args.metric or []) for m in _csv_list(item) or []] or None
-        df, group_by, metrics = summary(con, args.where, _csv_list(args.group_by), metrics)
-        shown = df if args.format == "csv" else mean_std_frame(df, group_by, metrics, args.digits)
-        print(render(shown, args.format))
+    con = connect(args.dir)
+    if args.sql:
+        print(render(run_sql(con, args.sql), args.format))
         return 0
-    except (QueryError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    metrics = [m for item in (args.metric or []) for m in _csv_list(item) or []] or None
+    df, group_by, metrics = summary(con, args.where, _csv_list(args.group_by), metrics)
+    shown = df if args.format == "csv" else mean_std_frame(df, group_by, metrics, args.digits)
+    print(render(shown, args.format))
+    return 0

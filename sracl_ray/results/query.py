@@ -7,11 +7,13 @@ import math
 
 import pandas as pd
 
+from sracl_ray.errors import UserError
+
 AXES = ("experiment", "dataset", "backbone", "variant", "alpha", "beta", "k")
 DEFAULT_METRICS = ("test/hr@10", "test/hr@20", "test/ndcg@10", "test/ndcg@20")
 
 
-class QueryError(ValueError):
+class QueryError(UserError):
     """A column that the store does not have, or SQL that DuckDB rejects."""
 
 

@@ -57,7 +57,7 @@ def trial_row(result: Mapping[str, Any], cfg: C.Config, trial_id: str, experimen
         "dataset": (result.get("dataset") or {}).get("name", cfg.data.name),
         "backbone": cfg.model.backbone, "variant": cfg.cl.variant, "seed": cfg.train.seed,
         "alpha": cfg.cl.alpha, "beta": cfg.cl.beta, "k": cfg.cl.k,
-        "mask_history": bool(result.get("mask_history", cfg.train.mask_history)),
+        "mask_history": bool(result.get("mask_history", cfg.eval.mask_history)),
         "max_len": int(result.get("max_len", cfg.data.max_len)),
         "best_epoch": int(result.get("best_epoch", 0)), "epochs_run": int(result.get("epochs_run", 0)),
         "wall_time_s": float(result.get("wall_time_s", 0.0)), "code_version": str(result.get("code_version", "")),

@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sracl_ray.errors import UserError
 from sracl_ray.manifest import read_manifest, write_manifest
 
 FILES = ("item_emb.npy", "unit_emb.npy", "item_nbrs.npy", "unit_nbrs.npy", "units.parquet")
 
 
-class ArtifactError(ValueError):
+class ArtifactError(UserError):
     """A semantic artifact is missing, inconsistent or does not fit the dataset or k."""
 
 

@@ -12,8 +12,6 @@ Exit codes: 0 done, 2 bad settings or inputs, 3 summaries still missing or faile
 from __future__ import annotations
 
 import argparse
-
-import sys
 from pathlib import Path
 
 from sracl_ray.config import ConfigError
@@ -38,20 +36,9 @@ def _report(results) -> None:
 
 
 def _run(args, body) -> int:
-    from sracl_ray.semantic.summaries import SummariesIncomplete
-
-    try:
-        cfg, pipe = _settings(args)
-        results = body(cfg, pipe, _out(args, cfg), not args.no_progress)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except SummariesIncomplete as e:
-        print(f"incomplete: {e}", file=sys.stderr)
-        return 3
+    """Errors propagate to sracl_ray.cli.main: one line, exit 2 (bad input) or 3 (summaries missing)."""
+    cfg, pipe = _settings(args)
+    results = body(cfg, pipe, _out(args, cfg), not args.no_progress)
     _report(results)
     return 0
 
@@ -110,16 +97,11 @@ def cmd_llm_serve(args) -> int:
     from sracl_ray.semantic.server import find_smollm2_gguf, start_server
 
     if args.engine == "vllm" and not args.model:
-        print("error: --engine vllm needs --model PATH (an HF-format model directory)", file=sys.stderr)
-        return 2
-    try:
-        model = args.model or find_smollm2_gguf()
-        server = start_server(args.engine, model, port=args.port, host=args.host, n_ctx=args.n_ctx,
-                              timeout_s=args.timeout, alias=args.alias, n_threads=args.n_threads,
-                              python=args.python, log_path=args.log)
-    except (FileNotFoundError, RuntimeError, TimeoutError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise ConfigError("llm serve: --engine vllm needs --model PATH (an HF-format model directory)")
+    model = args.model or find_smollm2_gguf()
+    server = start_server(args.engine, model, port=args.port, host=args.host, n_ctx=args.n_ctx,
+                          timeout_s=args.timeout, alias=args.alias, n_threads=args.n_threads,
+                          python=args.python, log_path=args.log)
     print(f"{args.engine} serving {model} as '{server.model}' on {server.base_url} (log: {server.log_path}); "
           f"Ctrl-C stops it", flush=True)
     try:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sracl_ray.errors import Incomplete
 from sracl_ray.semantic.backends import BACKENDS, model_id, sampling_params
 from sracl_ray.semantic.settings import SummaryConfig
 from sracl_ray.semantic.store import SummaryStore, summary_key
@@ -21,7 +22,7 @@ from sracl_ray.semantic.store import SummaryStore, summary_key
 log = logging.getLogger(__name__)
 
 
-class SummariesIncomplete(RuntimeError):
+class SummariesIncomplete(Incomplete):
     """Some records have no usable summary yet (missing or failed); embedding them would fake one."""
 
 

@@ -2,20 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-
-from sracl_ray.config import ConfigError
-
-
-def _config_errors(func):
-    """Validation errors (bad experiment file, storage dir) print one line and exit 2."""
-    def wrapper(args: argparse.Namespace) -> int:
-        try:
-            return func(args)
-        except (ConfigError, FileNotFoundError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    return wrapper
 
 
 def _ray_args(p: argparse.ArgumentParser) -> None:
@@ -71,7 +57,6 @@ def _report(outcome) -> None:
     print(f"  results: sracl-ray results {outcome.storage}")
 
 
-@_config_errors
 def _run(args: argparse.Namespace) -> int:
     from sracl_ray.sweeps import experiment as E
     from sracl_ray.sweeps.runner import run_sweep
@@ -85,7 +70,6 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
-@_config_errors
 def _resume(args: argparse.Namespace) -> int:
     from sracl_ray.sweeps.runner import resume_sweep
 
@@ -95,7 +79,6 @@ def _resume(args: argparse.Namespace) -> int:
     return 0 if outcome.ok else 1
 
 
-@_config_errors
 def _reproduce(args: argparse.Namespace) -> int:
     from sracl_ray.sweeps.reproduce import experiments_dir, reproduce
 

@@ -84,8 +84,8 @@ def train_epoch(modules: dict, dd: DeviceData, cfg: Config, opt: torch.optim.Opt
 
 def evaluate_split(model, dd: DeviceData, cfg: Config, which: str) -> tuple[dict, np.ndarray]:
     hist, target = getattr(dd, f"{which}_hist"), getattr(dd, f"{which}_target")
-    seen = getattr(dd, f"{which}_seen") if cfg.train.mask_history else None
-    ranks = rank_targets(model, hist, target, seen, cfg.train.eval_batch_size)
+    seen = getattr(dd, f"{which}_seen") if cfg.eval.mask_history else None
+    ranks = rank_targets(model, hist, target, seen, cfg.eval.batch_size)
     return metrics_from_ranks(ranks, which), ranks
 
 
@@ -163,7 +163,7 @@ def finish(cfg: Config, out: Path, prep: Prepared, dd: DeviceData, modules: dict
                      "manifest": prep.semantic.manifest if prep.semantic is not None else None},
         "metrics": {**valid, **test}, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
         "wall_time_s": wall, "train_seconds": state["train_seconds"], "ranks_path": str(out / "ranks.parquet"),
-        "mask_history": cfg.train.mask_history, "max_len": cfg.data.max_len, "device": str(device),
+        "mask_history": cfg.eval.mask_history, "max_len": cfg.data.max_len, "device": str(device),
         "history": state["history"],
     }
     atomic_write_text(out / "result.json", json.dumps(result, indent=2, default=str))

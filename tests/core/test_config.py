@@ -9,7 +9,7 @@ def test_defaults_match_the_paper():
     assert (cfg.cl.alpha, cfg.cl.beta, cfg.cl.k, cfg.cl.temperature, cfg.cl.substitute_prob) == (0.1, 0.1, 10, 1.0, 0.2)
     assert (cfg.model.hidden, cfg.model.layers, cfg.model.heads, cfg.model.dropout) == (64, 2, 2, 0.5)
     assert (cfg.train.batch_size, cfg.train.lr, cfg.train.patience, cfg.data.max_len) == (256, 1e-3, 10, 20)
-    assert cfg.train.mask_history is False
+    assert cfg.eval.mask_history is False
 
 
 def test_yaml_typo_names_file_line_and_suggestion(tmp_path):

@@ -97,7 +97,7 @@ def run_fake(cfg: C.Config, out_dir, report=None, prepared=None, resume=True) ->
     result = {"config": C.to_dict(cfg), "seed": cfg.train.seed, "code_version": "test",
               "dataset": {"name": cfg.data.name}, "metrics": metrics, "best_epoch": best,
               "epochs_run": state["epoch"], "wall_time_s": 0.01, "ranks_path": str(out / "ranks.parquet"),
-              "mask_history": cfg.train.mask_history, "max_len": cfg.data.max_len, "device": "cpu",
+              "mask_history": cfg.eval.mask_history, "max_len": cfg.data.max_len, "device": "cpu",
               "resumed_from": state["resumed_from"], "history": state["history"]}
     atomic_write_text(out / "result.json", json.dumps(result, default=str))
     if report:
