@@ -6,7 +6,7 @@ from typing import Sequence
 
 import pandas as pd
 
-from analysis.store import require_columns
+from analysis.store import only_ok, require_columns
 
 log = logging.getLogger(__name__)
 
@@ -20,11 +20,12 @@ def aggregate(
 ) -> pd.DataFrame:
     """Long table ``[*keys, metric, mean, std, n, n_seeds]``; std is the sample std (ddof=1).
 
-    Runs without a value for a metric are left out of that metric's group; NaN keys form groups
-    of their own; ``std`` is NaN for a single run.
+    Only trials whose status is ok count; runs without a value for a metric are left out of that
+    metric's group; NaN keys form groups of their own; ``std`` is NaN for a single run.
     """
     keys, metrics = list(keys), list(metrics)
     require_columns(df, [*keys, *metrics, "seed"])
+    df = only_ok(df)
     long = df.melt(id_vars=[*keys, "seed"], value_vars=metrics, var_name="metric", value_name="value")
     long = long.dropna(subset=["value"])
     long["value"] = long["value"].astype(float)

@@ -65,15 +65,15 @@ def grouped_bars(ax: Any, categories: Sequence[str], series: Mapping[str, tuple[
     ax.set_xticks(x, list(categories))
 
 
-def figure_legend(fig: Any, axes: np.ndarray) -> None:
-    """One legend below the panels, with every label used in any panel once."""
+def figure_legend(fig: Any, axes: np.ndarray, ncols: int | None = None) -> None:
+    """One legend below the panels, with every label used in any panel once (``ncols`` default: up to 4)."""
     seen: dict[str, Any] = {}
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, handle)
     if seen:
         fig.legend(list(seen.values()), list(seen), loc="outside lower center",
-                   ncols=min(len(seen), 4), fontsize="small")
+                   ncols=min(len(seen), ncols or 4), fontsize="small")
 
 
 def _cell(agg: pd.DataFrame, metric: str, **where: Any) -> tuple[float, float]:

@@ -13,6 +13,8 @@ from typing import Any, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
+from analysis.store import MissingColumnError, only_ok
+
 log = logging.getLogger(__name__)
 
 BACKBONE_NAMES = {"gru4rec": "GRU4Rec", "sasrec": "SASRec", "duorec": "DuoRec"}
@@ -42,6 +44,14 @@ VARIANT_HPARAMS = {
     "unlearnable": ("alpha", "beta", "k"),
 }
 SRACL_SUFFIX = "+SRA-CL"
+# L_CS neighbour pools drawn from other users only (semantic.exclude_same_user).  The paper's setting
+# (false) is the default reference, so tables compare like with like; per-user tests and learning
+# curves show the `true` runs as arms of their own.  Rows written before the key existed ran false.
+EXCLUDE_SAME_USER = "cfg.semantic.exclude_same_user"
+OTHER_USERS_SUFFIX = " [other users' neighbours]"
+# The variants that read the unit neighbours (L_CS); for no_cl and no_cs the key changes nothing, so
+# their `true` runs repeat their `false` runs (experiments/ablation.yaml) and are not arms of their own.
+NEIGHBOUR_VARIANTS = ("full", "no_is", "unlearnable")
 
 
 def backbone_name(backbone: str) -> str:
@@ -58,6 +68,20 @@ def method_label(backbone: str, variant: str) -> str:
     """``method_name`` plus the ablation in brackets, so every (backbone, variant) is distinct."""
     extra = "" if variant in ("full", "no_cl") else f" ({VARIANT_LABELS.get(variant, variant)})"
     return method_name(backbone, variant) + extra
+
+
+def arm_label(backbone: str, variant: str, exclude_same_user: Any = False) -> str:
+    """``method_label`` plus a mark for runs whose L_CS neighbours exclude the user's own prefixes."""
+    xsu = not _is_missing(exclude_same_user) and bool(exclude_same_user)
+    return method_label(backbone, variant) + (OTHER_USERS_SUFFIX if xsu else "")
+
+
+def without_repeated_arms(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` less the exclude_same_user runs of variants that read no unit neighbours (repeats)."""
+    if EXCLUDE_SAME_USER not in df.columns:
+        return df
+    xsu = df[EXCLUDE_SAME_USER].fillna(False).astype(bool)
+    return df[~(xsu & ~df["variant"].isin(NEIGHBOUR_VARIANTS))]
 
 
 def metric_label(metric: str) -> str:
@@ -97,7 +121,7 @@ def match_all(df: pd.DataFrame, where: Mapping[str, Any]) -> pd.Series:
     mask = pd.Series(True, index=df.index)
     for col, value in where.items():
         if col not in df.columns:
-            raise KeyError(f"cannot select on {col!r}: not a column of the results store")
+            raise MissingColumnError(f"cannot select on {col!r}: not a column of the results store")
         mask &= match(df[col], value)
     return mask
 
@@ -124,9 +148,33 @@ def _mode(values: pd.Series, setting: str) -> Any:
     return sorted(top)[0]
 
 
+def check_reference(df: pd.DataFrame, reference: Mapping[str, Any] | None) -> None:
+    """Raise UserError for a reference key that is not a column, or a value no ok trial has."""
+    import difflib
+
+    from sracl_ray.errors import UserError
+
+    ok = only_ok(df)
+    settings = [c for c in (*HPARAMS, *COMMON_SETTINGS) if c in df.columns]
+    for key, value in (reference or {}).items():
+        if key not in df.columns:
+            near = difflib.get_close_matches(str(key), [str(c) for c in df.columns], n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(near)}? " if near else ""
+            raise UserError(f"--reference {key}={value}: {key!r} is not a column of the results store; {hint}"
+                            f"valid keys: {', '.join(settings)}, or any cfg.<section>.<key> column "
+                            f"(e.g. cfg.train.lr)")
+        if not match(ok[key], value).any():
+            present = sorted({v for v in ok[key].dropna().tolist()}, key=str)
+            shown = ", ".join(map(str, present[:12])) + (", ..." if len(present) > 12 else "")
+            raise UserError(f"--reference {key}={value}: no ok trial has {key}={value} (values present: "
+                            f"{shown or 'none'})")
+
+
 def resolve_reference(df: pd.DataFrame, reference: Mapping[str, Any] | None = None) -> dict:
-    """Reference setting: given values, others the most common among the variants that use them."""
+    """Reference setting: given values, others the most common among the ok runs of the variants
+    that use them."""
     ref = dict(reference or {})
+    df = only_ok(df)
     for setting in HPARAMS + COMMON_SETTINGS:
         if setting in ref or setting not in df.columns:
             continue
@@ -134,6 +182,10 @@ def resolve_reference(df: pd.DataFrame, reference: Mapping[str, Any] | None = No
         value = _mode(df.loc[users, setting], setting)
         if value is not None:
             ref[setting] = value.item() if hasattr(value, "item") else value
+    if EXCLUDE_SAME_USER in df.columns and EXCLUDE_SAME_USER not in ref:
+        xsu = df[EXCLUDE_SAME_USER]
+        if xsu.notna().any():  # the paper's setting (false) when any run has it
+            ref[EXCLUDE_SAME_USER] = False if (xsu == False).any() else bool(xsu.dropna().iloc[0])  # noqa: E712
     return ref
 
 
@@ -143,8 +195,9 @@ def at_reference(
     """Rows at the reference setting, comparing only the settings each row's variant uses.
 
     Reference keys other than alpha/beta/k/mask_history/max_len (e.g. ``cfg.train.lr``) apply to
-    every row.
+    every row.  Only trials whose status is ok are returned.
     """
+    df = only_ok(df)
     ref = resolve_reference(df, reference)
     skip = set(ignore)
     extra = {k: v for k, v in ref.items() if k not in HPARAMS + COMMON_SETTINGS and k not in skip}

@@ -12,18 +12,28 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from analysis.curves import curve_summary, curve_table, load_curves, plot_curves, valid_metric
 from analysis.figures import hparam_values, plot_hparam, plot_model_agnostic
-from analysis.methods import ABLATION_ORDER, at_reference, resolve_reference
-from analysis.sparsity import (
-    DEFAULT_EDGES, RANK_COLUMNS, bin_labels, plot_sparsity, sparsity_summary,
+from analysis.methods import (
+    ABLATION_ORDER, EXCLUDE_SAME_USER, at_reference, check_reference, method_name, metric_label,
+    resolve_reference, without_repeated_arms,
 )
-from analysis.store import load_store, require_columns
-from analysis.tables import DEFAULT_METRICS, Table, significance_table, table2, table3
+from analysis.sparsity import (
+    DEFAULT_EDGES, HISTORY_COLUMNS, RANK_COLUMNS, check_edges, bin_labels, plot_sparsity,
+    sparsity_summary,
+)
+from analysis.store import (
+    MissingColumnError, left_out_note, load_root, load_store, only_ok, require_columns, sweep_dirs,
+)
+from analysis.tables import DEFAULT_METRICS, Table, per_user_table, significance_table, table2, table3
+from sracl_ray.errors import UserError
 
 log = logging.getLogger(__name__)
 
 FIG4, FIG5, FIG6, FIG7 = ("fig4_model_agnostic.png", "fig5_alpha_beta.png", "fig6_k.png",
                           "fig7_sparsity.png")
+CURVES_PNG, CURVES_CSV = "learning_curves.png", "learning_curves.csv"
+OWNED_FILES = (FIG4, FIG5, FIG6, FIG7, CURVES_PNG, CURVES_CSV)  # removed when a new report has none
 _CSS = ("body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse}"
         "td,th{border:1px solid #bbb;padding:2px 8px;text-align:right}.note{color:#555}"
         "img{max-width:100%}")
@@ -44,6 +54,18 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+def check_out_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` as a Path when it is, or can become, a directory; UserError otherwise (nothing made)."""
+    out = Path(out_dir).expanduser()
+    for p in (out, *out.parents):
+        if p.exists():
+            if not p.is_dir():
+                what = "--out" if p == out else f"--out {out}: its parent"
+                raise UserError(f"{what} {p} exists and is not a directory")
+            break
+    return out
+
+
 def focus_metrics(metrics: Sequence[str]) -> list[str]:
     """The metrics at the largest cutoff (``@20`` for the defaults), used by Table 3 and figures."""
     cut = {m: int(g.group(1)) for m in metrics if (g := re.search(r"@(\d+)$", m))}
@@ -59,66 +81,141 @@ def _both_variants(df: pd.DataFrame) -> bool:
     return any({"full", "no_cl"} <= s for s in pairs)
 
 
-def _tables(df: pd.DataFrame, metrics: list[str], focus: list[str], ref: dict,
-            skipped: list[str]) -> list[Table]:
-    """Table 2, Table 3 and the significance table, each when the store has the runs for it."""
-    at_ref = at_reference(df, ref)
-    tables = []
-    if at_ref["variant"].isin(["full", "no_cl"]).any():
-        tables.append(table2(df, metrics, ref))
-    else:
-        skipped.append("Table 2: no 'full' or 'no_cl' runs at the reference setting.")
-    if at_ref["variant"].isin(set(ABLATION_ORDER) - {"full", "no_cl"}).any():
-        tables.append(table3(df, focus, ref))
-    else:
-        skipped.append("Table 3: no ablation runs (no_cs / no_is / unlearnable).")
-    if _both_variants(at_ref):
-        tables.append(significance_table(df, focus, ref))
+def _table2(df: pd.DataFrame, metrics: list[str], ref: dict, skipped: list[str]) -> list[Table]:
+    if at_reference(df, ref)["variant"].isin(["full", "no_cl"]).any():
+        return [table2(df, metrics, ref)]
+    skipped.append("Table 2: no 'full' or 'no_cl' runs at the reference setting.")
+    return []
+
+
+def _table3(df: pd.DataFrame, focus: list[str], ref: dict, skipped: list[str]) -> list[Table]:
+    if at_reference(df, ref)["variant"].isin(set(ABLATION_ORDER) - {"full", "no_cl"}).any():
+        return [table3(df, focus, ref)]
+    skipped.append("Table 3: no ablation runs (no_cs / no_is / unlearnable).")
+    return []
+
+
+def _significance(df: pd.DataFrame, focus: list[str], ref: dict, skipped: list[str]) -> list[Table]:
+    """The over-seeds t-test table (each backbone with vs without SRA-CL) and the per-user table."""
+    tables = [significance_table(df, focus, ref)] if _both_variants(at_reference(df, ref)) else []
+    per_user = per_user_table(df, focus, ref)
+    if per_user.rows:
+        tables.append(per_user)
+    elif len(per_user.notes) > 1:  # comparisons existed but none could be made: say why
+        skipped.extend(f"Per-user significance: {n}" for n in per_user.notes[1:])
     return tables
 
 
-def _figures(df: pd.DataFrame, out: Path, focus: list[str], ref: dict, edges: Sequence[float],
-             history: str, skipped: list[str]) -> list[tuple[str, str]]:
-    """(file name, caption) of each figure written; reasons for the others go to ``skipped``."""
-    figs = []
+def _tables(df: pd.DataFrame, metrics: list[str], focus: list[str], ref: dict,
+            skipped: list[str]) -> list[Table]:
+    """Table 2, Table 3 and the significance tables, each when the store has the runs for it."""
+    return (_table2(df, metrics, ref, skipped) + _table3(df, focus, ref, skipped)
+            + _significance(df, focus, ref, skipped))
+
+
+def _fig4(df: pd.DataFrame, out: Path, focus: list[str], ref: dict, skipped: list[str]) -> list[tuple[str, str]]:
     if _both_variants(at_reference(df, ref)):
         plot_model_agnostic(df, out / FIG4, focus, ref)
-        figs.append((FIG4, "Fig. 4: each backbone with and without SRA-CL (mean ± std over seeds)."))
-    else:
-        skipped.append("Fig. 4: no backbone was run both with and without SRA-CL.")
-    for name, params, fig_no in ((FIG5, ("alpha", "beta"), "Fig. 5"), (FIG6, ("k",), "Fig. 6")):
-        varied = [p for p in params if hparam_values(df, p, ref)]
-        if varied:
-            plot_hparam(df, out / name, varied, focus, ref)
-            figs.append((name, f"{fig_no}: metric vs {' and '.join(varied)} (SRA-CL runs, other "
-                               "settings at the reference; mean ± std over seeds)."))
-        else:
-            skipped.append(f"{fig_no}: no backbone has two or more values of {'/'.join(params)}.")
+        return [(FIG4, "Fig. 4: each backbone with and without SRA-CL (mean ± std over seeds).")]
+    skipped.append("Fig. 4: no backbone was run both with and without SRA-CL.")
+    return []
+
+
+def _fig_hparam(df: pd.DataFrame, out: Path, focus: list[str], ref: dict, skipped: list[str],
+                name: str, params: tuple[str, ...], fig_no: str) -> list[tuple[str, str]]:
+    varied = [p for p in params if hparam_values(df, p, ref)]
+    if varied:
+        plot_hparam(df, out / name, varied, focus, ref)
+        return [(name, f"{fig_no}: metric vs {' and '.join(varied)} (SRA-CL runs, other "
+                       "settings at the reference; mean ± std over seeds).")]
+    skipped.append(f"{fig_no}: no backbone has two or more values of {'/'.join(params)}.")
+    return []
+
+
+def _fig7(df: pd.DataFrame, out: Path, focus: list[str], ref: dict, edges: Sequence[float], history: str,
+          skipped: list[str], extra: str = "") -> list[tuple[str, str]]:
     split = focus[0].split("/", 1)[0] if focus[0].split("/", 1)[0] in RANK_COLUMNS else "test"
     try:
         summary = sparsity_summary(df, focus, edges, history, split, ref)
     except (FileNotFoundError, ValueError, KeyError) as e:
         skipped.append(f"Fig. 7: {e}")
-    else:
-        plot_sparsity(summary, out / FIG7, focus)
-        figs.append((FIG7, f"Fig. 7: {split} metrics per user group by {history} "
-                           f"({', '.join(bin_labels(edges))}; mean ± std over seeds)."))
-    return figs
+        return []
+    plot_sparsity(summary, out / FIG7, focus)
+    return [(FIG7, f"Fig. 7: {split} metrics per user group by {history} "
+                   f"({', '.join(bin_labels(edges))}; mean ± std over seeds).{extra}")]
+
+
+def _figures(df: pd.DataFrame, out: Path, focus: list[str], ref: dict, edges: Sequence[float],
+             history: str, skipped: list[str]) -> list[tuple[str, str]]:
+    """(file name, caption) of each figure written; reasons for the others go to ``skipped``."""
+    return (_fig4(df, out, focus, ref, skipped)
+            + _fig_hparam(df, out, focus, ref, skipped, FIG5, ("alpha", "beta"), "Fig. 5")
+            + _fig_hparam(df, out, focus, ref, skipped, FIG6, ("k",), "Fig. 6")
+            + _fig7(df, out, focus, ref, edges, history, skipped))
+
+
+def _curves(df: pd.DataFrame, out: Path, focus: list[str], ref: dict, skipped: list[str],
+            extra: str = "") -> tuple[list[Table], list[tuple[str, str]]]:
+    """Learning curves of every arm at the reference (other-users runs included): tables, figure, CSV."""
+    metrics = [valid_metric(m) for m in focus]
+    rows = without_repeated_arms(at_reference(df, ref, ignore=(EXCLUDE_SAME_USER,)))
+    summary = curve_summary(load_curves(rows, metrics))
+    if summary.empty:
+        skipped.append("Learning curves: no trial at the reference setting has a per-epoch history "
+                       "(trials/<id>/result.json).")
+        return [], []
+    metrics = [m for m in metrics if (summary["metric"] == m).any()]
+    plot_curves(summary, out / CURVES_PNG, metrics)
+    atomic_write_text(out / CURVES_CSV, summary.to_csv(index=False))
+    caption = (f"Learning curves: validation {', '.join(metric_label(m) for m in metrics)} per epoch, mean ± std "
+               f"over seeds (band); x = the arm has trials stopped at the epoch cap. Data: {CURVES_CSV}.{extra}")
+    return [curve_table(summary, m) for m in metrics], [(CURVES_PNG, caption)]
+
+
+def cap_note(df: pd.DataFrame, limit: int = 8) -> str:
+    """Which ok trials stopped at the epoch cap while still improving, per method; '' when none.
+
+    With several experiments in the frame (a reproduce root) each group names its experiment.
+    """
+    if "hit_epoch_cap" not in df.columns:
+        return ""
+    capped = df[df["hit_epoch_cap"].fillna(False).astype(bool)]
+    if capped.empty:
+        return ""
+    keys = ["dataset", "backbone", "variant"]
+    if "experiment" in df.columns and df["experiment"].nunique() > 1:
+        keys = ["experiment", *keys]
+    groups = []
+    for key, rows in capped.groupby(keys, sort=True):
+        where = dict(zip(keys, key))
+        of = (df[keys] == pd.Series(where)).all(axis=1).sum()
+        ids = ", ".join(map(str, rows["trial_id"].head(4))) + (", ..." if len(rows) > 4 else "")
+        variant = where["variant"]
+        label = method_name(where["backbone"], variant) + ("" if variant in ("full", "no_cl") else f" ({variant})")
+        head = f"{where['experiment']}: " if "experiment" in where else ""
+        groups.append(f"{head}{where['dataset']} {label}".strip() + f": {len(rows)} of {of} ({ids})")
+    more = f"; and {len(groups) - limit} more groups" if len(groups) > limit else ""
+    shown = "; ".join(groups[:limit]) + more
+    n = len(capped)
+    return (f"Epoch cap: {n} trial{'s' if n != 1 else ''} had the best epoch at the last epoch allowed "
+            f"(still improving when stopped; more epochs may change these numbers): {shown}.")
 
 
 def _html(df: pd.DataFrame, storage_dir: Path, ref: dict, tables: list[Table],
-          figs: list[tuple[str, str]], skipped: list[str]) -> str:
+          figs: list[tuple[str, str]], skipped: list[str], notes: Sequence[str] = (),
+          title: str = "SRA-CL sweep report") -> str:
     """The index.html text; figures are referenced by relative file name."""
     esc = html.escape
     datasets = ", ".join(map(str, sorted(df["dataset"].unique())))
     setting = ", ".join(f"{k}={v}" for k, v in ref.items())
     when = _dt.datetime.now().isoformat(timespec="seconds")
     parts = ["<!doctype html>", "<html><head><meta charset='utf-8'>",
-             "<title>SRA-CL sweep report</title>", f"<style>{_CSS}</style></head><body>",
-             "<h1>SRA-CL sweep report</h1>",
+             f"<title>{esc(title)}</title>", f"<style>{_CSS}</style></head><body>",
+             f"<h1>{esc(title)}</h1>",
              f"<p>Store: <code>{esc(str(storage_dir))}</code> — {len(df)} trials, datasets "
              f"{esc(datasets)}. Reference setting: <code>{esc(setting)}</code>. "
              f"Generated {when}.</p>"]
+    parts += [f"<p class='note'><b>{esc(n)}</b></p>" for n in notes]
     parts += [t.to_html() for t in tables]
     for name, caption in figs:
         parts.append(f"<figure><img src='{esc(name)}' alt='{esc(caption)}'>"
@@ -127,6 +224,12 @@ def _html(df: pd.DataFrame, storage_dir: Path, ref: dict, tables: list[Table],
         parts.append("<h2>Not shown</h2><ul>" + "".join(f"<li>{esc(s)}</li>" for s in skipped)
                      + "</ul>")
     return "\n".join(parts + ["</body></html>"]) + "\n"
+
+
+def _load(storage_dir: str | Path) -> pd.DataFrame:
+    """One sweep's store, or every sweep under a ``sracl-ray reproduce`` root (``attrs['sweeps']``)."""
+    sweeps = sweep_dirs(storage_dir)
+    return load_root(storage_dir, sweeps) if sweeps else load_store(storage_dir)
 
 
 def write_report(
@@ -139,25 +242,54 @@ def write_report(
 ) -> str:
     """Write ``out_dir/index.html`` (+ PNGs, tables.md, tables.tex); return the Markdown tables.
 
-    ``metrics`` feed Table 2; Table 3 and the figures use those at the largest cutoff.
+    ``storage_dir`` is one sweep's storage dir (or its results/ dir), or a ``sracl-ray reproduce``
+    root holding one sweep dir per experiment: then each table and figure comes from its own
+    experiment (analysis/paper.py).  ``metrics`` feed Table 2; Table 3 and the figures use those
+    at the largest cutoff.  Only trials whose status is ok are used; the report says how many
+    others it left out and which trials stopped at the epoch cap.  Every input is checked before
+    ``out_dir`` is created.
     """
-    df = load_store(storage_dir)
+    out = check_out_dir(out_dir)
+    check_edges(edges)
+    if history not in HISTORY_COLUMNS:
+        raise UserError(f"--history {history!r}: expected one of {', '.join(HISTORY_COLUMNS)}")
+    everything = _load(storage_dir)
+    df = only_ok(everything)
+    left = left_out_note(everything)
+    if df.empty:
+        raise UserError(f"results store {everything.attrs['results_dir']}: no trial finished ok "
+                        f"({left or 'no rows'}); nothing to report")
     metrics = list(metrics or DEFAULT_METRICS)
-    require_columns(df, metrics)
+    try:
+        require_columns(df, metrics)
+    except MissingColumnError as e:
+        raise MissingColumnError(f"--metric: {e}") from None
+    check_reference(df, reference)
     focus = focus_metrics(metrics)
     ref = resolve_reference(df, reference)
-    out = Path(out_dir)
+    notes = [n for n in (left, cap_note(df)) if n]
     out.mkdir(parents=True, exist_ok=True)
     skipped: list[str] = []
-    tables = _tables(df, metrics, focus, ref, skipped)
-    figs = _figures(df, out, focus, ref, edges, history, skipped)
-    markdown = "\n".join(t.to_markdown() for t in tables)
+    title = "SRA-CL sweep report"
+    if everything.attrs.get("sweeps"):
+        from analysis.paper import paper_parts
+
+        tables, figs, intro = paper_parts(df, out, metrics, focus, reference, edges, history, skipped)
+        notes.insert(0, intro)
+        title = "SRA-CL reproduction report"
+    else:
+        tables = _tables(df, metrics, focus, ref, skipped)
+        figs = _figures(df, out, focus, ref, edges, history, skipped)
+        curve_tables, curve_figs = _curves(df, out, focus, ref, skipped)
+        tables, figs = tables + curve_tables, figs + curve_figs
+    markdown = "\n".join([*(f"Note: {n}\n" for n in notes), *(t.to_markdown() for t in tables)])
     atomic_write_text(out / "tables.md", markdown)
-    atomic_write_text(out / "tables.tex", "\n".join(t.to_latex() for t in tables))
+    atomic_write_text(out / "tables.tex", "\n".join([*(f"% Note: {n}" for n in notes),
+                                                     *(t.to_latex() for t in tables)]))
     atomic_write_text(out / "index.html",
-                      _html(df, Path(df.attrs["storage_dir"]), ref, tables, figs, skipped))
-    written = {name for name, _ in figs}
-    for stale in {FIG4, FIG5, FIG6, FIG7} - written:  # from an earlier report into this folder
+                      _html(df, Path(everything.attrs["storage_dir"]), ref, tables, figs, skipped, notes, title))
+    written = {name for name, _ in figs} | ({CURVES_CSV} if any(n == CURVES_PNG for n, _ in figs) else set())
+    for stale in set(OWNED_FILES) - written:  # from an earlier report into this folder
         (out / stale).unlink(missing_ok=True)
     log.info("report written to %s (%d tables, %d figures)", out / "index.html", len(tables),
              len(figs))

@@ -21,6 +21,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from sracl_ray.errors import UserError
+
 from analysis.figures import figure_legend, grouped_bars, new_figure, save_figure
 from analysis.methods import (
     ABLATION_ORDER, at_reference, backbone_order, method_label, metric_label,
@@ -32,17 +34,22 @@ HISTORY_COLUMNS = ("train_len", "test_input_len")
 RANK_COLUMNS = {"test": "rank_test", "valid": "rank_valid"}
 
 
-def _check_edges(edges: Sequence[float]) -> np.ndarray:
+def check_edges(edges: Sequence[float]) -> np.ndarray:
     """Edges as a strictly increasing 1-d array of at least one value."""
-    e = np.asarray(edges, dtype=float)
-    if e.ndim != 1 or e.size == 0 or np.any(np.diff(e) <= 0):
-        raise ValueError(f"sparsity edges must be strictly increasing and non-empty, got {edges}")
+    try:
+        e = np.asarray(edges, dtype=float)
+    except (TypeError, ValueError):
+        e = np.asarray([np.nan])
+    if e.ndim != 1 or e.size == 0 or not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0):
+        shown = ",".join(map(str, edges)) if isinstance(edges, (list, tuple)) else str(edges)
+        raise UserError(f"--edges {shown!r}: sparsity edges must be finite numbers, strictly increasing and "
+                        f"non-empty (e.g. 7,10)")
     return e
 
 
 def bin_labels(edges: Sequence[float] = DEFAULT_EDGES) -> list[str]:
     """Group labels for ``edges``: ``["<7", "7-10", ">10"]`` for (7, 10)."""
-    _check_edges(edges)
+    check_edges(edges)
     g = [f"{v:g}" for v in edges]
     labels = [f"<{g[0]}"]
     labels += [f"{g[0]}-{g[1]}"] if len(g) > 1 else []
@@ -52,7 +59,7 @@ def bin_labels(edges: Sequence[float] = DEFAULT_EDGES) -> list[str]:
 
 def assign_groups(lengths: Sequence[float], edges: Sequence[float] = DEFAULT_EDGES) -> np.ndarray:
     """Group index of each length, with the bin semantics in the module docstring."""
-    e = _check_edges(edges)
+    e = check_edges(edges)
     x = np.asarray(lengths, dtype=float)
     # Past e1: one group for [e1, e2], then one more per later edge that x strictly exceeds.
     later = np.searchsorted(e[1:], x, side="left")  # number of edges in e[1:] strictly below x

@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from analysis.methods import select
-from analysis.store import require_columns
+from analysis.store import only_ok, require_columns
 
 PAIR_KEYS = ("dataset", "seed")
 # (threshold, mark), strictest first: p < 0.01 -> "**", p < 0.05 -> "*".
@@ -107,6 +107,7 @@ def pair_runs(
     """
     on = list(on)
     require_columns(df, [*on, metric])
+    df = only_ok(df)
     sides = {}
     for name, where in (("treatment", treatment), ("baseline", baseline)):
         rows = select(df, where)

@@ -14,8 +14,8 @@ import pandas as pd
 
 from analysis.aggregate import METHOD_KEYS, aggregate
 from analysis.methods import (
-    ABLATION_ORDER, VARIANT_LABELS, VARIANT_LATEX, at_reference, backbone_name, backbone_order,
-    method_name, metric_label, select,
+    ABLATION_ORDER, EXCLUDE_SAME_USER, VARIANT_LABELS, VARIANT_LATEX, arm_label, at_reference, backbone_name,
+    backbone_order, method_name, metric_label, resolve_reference, select,
 )
 from analysis.stats import (
     UnmatchedSeedsError, higher_is_better, improvement_pct, one_sided_alternative, pair_runs,
@@ -262,3 +262,80 @@ def significance_table(
                              Cell(f"{one.pvalue:.2g}{one.mark}"), Cell(str(two.n))])
     notes.insert(0, "Paired over seeds; * p<0.05, ** p<0.01; one-sided H1: +SRA-CL better.")
     return Table("Significance: each backbone with vs without SRA-CL", header, rows, notes)
+
+
+# (treatment, baseline) variant pairs of the per-user table, each at exclude_same_user=false.
+PER_USER_PAIRS = (("full", "no_cl"), ("full", "no_cs"), ("full", "no_is"), ("full", "unlearnable"))
+
+
+def _fmt_p(p: float, mark: str = "") -> str:
+    return MISSING if p is None or math.isnan(p) else f"{p:.2g}{mark}"
+
+
+def per_user_arms(df: pd.DataFrame, dataset: str, backbone: str) -> list[tuple[dict, dict]]:
+    """The (treatment, baseline) selections compared per user for one dataset and backbone.
+
+    SRA-CL against each of w/o CL, w/o L_CS, w/o L_IS and Unlearnable (those that were run), and,
+    when runs with ``semantic.exclude_same_user`` exist, SRA-CL against SRA-CL drawing its L_CS
+    neighbours from other users only, and that against w/o CL.
+    """
+    has_xsu = EXCLUDE_SAME_USER in df.columns
+    def sel(variant: str, xsu: bool = False) -> dict:
+        where = {"dataset": dataset, "backbone": backbone, "variant": variant}
+        return where | ({EXCLUDE_SAME_USER: xsu} if has_xsu else {})
+    present = lambda where: not select(df, where).empty  # noqa: E731
+    pairs = [(sel(t), sel(b)) for t, b in PER_USER_PAIRS if present(sel(t)) and present(sel(b))]
+    if has_xsu and present(sel("full", True)):
+        pairs += [(sel("full"), sel("full", True))] if present(sel("full")) else []
+        pairs += [(sel("full", True), sel("no_cl"))] if present(sel("no_cl")) else []
+    return pairs
+
+
+def _arm_text(where: dict) -> str:
+    return arm_label(where["backbone"], where["variant"], where.get(EXCLUDE_SAME_USER, False))
+
+
+def per_user_table(
+    df: pd.DataFrame,
+    metrics: Sequence[str] = FOCUS_METRICS,
+    reference: Mapping[str, Any] | None = None,
+    **bootstrap: Any,
+) -> Table:
+    """Per-user significance (paired bootstrap CI, Wilcoxon) next to the over-seeds paired t-test.
+
+    Rows: per dataset and backbone, the comparisons of ``per_user_arms``; ``bootstrap`` goes to
+    ``analysis.significance.compare_arms`` (n_resamples, confidence, seed).
+    """
+    from analysis.significance import METHOD_NOTE, compare_arms
+    from sracl_ray.errors import UserError
+
+    ref = resolve_reference(df, reference)
+    df = at_reference(df, ref, ignore=(EXCLUDE_SAME_USER,))
+    header = [Cell(h) for h in ("Dataset", "Backbone", "A", "B", "Metric", "A mean", "B mean", "Δ per user (A-B)",
+                                "95% CI (bootstrap)", "p (Wilcoxon)", "p (t, seeds)", "users", "seeds A/B")]
+    rows, notes, cache = [], [], {}
+    for dataset in sorted(df["dataset"].unique()):
+        for b in backbone_order(df.loc[df["dataset"] == dataset, "backbone"]):
+            for t_sel, b_sel in per_user_arms(df, dataset, b):
+                a_txt, b_txt = _arm_text(t_sel), _arm_text(b_sel)
+                for metric in metrics:
+                    try:
+                        r = compare_arms(df, metric, t_sel, b_sel, cache=cache, **bootstrap)
+                    except UserError as e:
+                        notes.append(f"{dataset} {a_txt} vs {b_txt}: no per-user test: {e}")
+                        break
+                    try:
+                        pairs = pair_runs(df, metric, t_sel, b_sel)
+                        t = paired_ttest(pairs["treatment"], pairs["baseline"], metric)
+                        t_p = _fmt_p(t.pvalue, t.mark)
+                    except UnmatchedSeedsError:
+                        t_p = MISSING
+                    ci = f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}]"
+                    rows.append([Cell(dataset), Cell(backbone_name(b)), Cell(a_txt), Cell(b_txt),
+                                 Cell(metric_label(metric)), Cell(f"{r.mean_treatment:.4f}"),
+                                 Cell(f"{r.mean_baseline:.4f}"), Cell(f"{r.mean_diff:+.4f}"), Cell(ci),
+                                 Cell(_fmt_p(r.wilcoxon_p, r.mark)), Cell(t_p), Cell(str(r.n_users)),
+                                 Cell(f"{r.n_treatment}/{r.n_baseline}")])
+    notes.insert(0, METHOD_NOTE + " p (t, seeds): two-sided paired t-test over seeds (– when the seeds do not "
+                 "pair or there is one). * p<0.05, ** p<0.01.")
+    return Table("Significance per user: paired bootstrap and Wilcoxon over test users", header, rows, notes)

@@ -8,7 +8,9 @@ actors, per-epoch checkpoints, Tune's logs and the results store.  Both sides ge
 
     python benchmarks/sweep_overhead.py                    # 16 trials, 1 epoch, the packaged sample
     python benchmarks/sweep_overhead.py --users 200        # a 200-user slice (trials of ~1.5 s)
-Last line: overhead_ratio=<sweep seconds / sequential seconds>   (target <= 1.5)
+    python benchmarks/sweep_overhead.py --smoke            # 2 trials, 40 users, random vectors, 1 CPU
+Writes a JSON (benchmarks/_record.py); overhead_ratio = sweep seconds / sequential seconds (target
+<= 1.5).
 """
 from __future__ import annotations
 
@@ -23,13 +25,17 @@ os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from _record import Record, add_args, ratio  # noqa: E402 - after the environment it reads
+from _smoke import random_artifact  # noqa: E402
 
-def experiment(users: int, epochs: int, trials: int, cache: str, cpus_per_trial: int):
+
+def experiment(users: int, epochs: int, trials: int, cache: str, cpus_per_trial: int, artifact: str = ""):
     from sracl_ray.sweeps import experiment as E
 
     seeds = max(1, trials // 4)
     alphas = [0.05, 0.1, 0.2, 0.4][: max(1, trials // seeds)]
-    base = {"data": {"max_users": users or None}, "semantic": {"cache_dir": cache},
+    semantic = {"cache_dir": cache, **({"artifact": artifact} if artifact else {})}
+    base = {"data": {"max_users": users or None}, "semantic": semantic,
             "train": {"epochs": epochs, "patience": epochs, "progress": False}}
     return E.from_dict({"name": "overhead", "base": base, "metric": "valid/ndcg@20", "max_failures": 0,
                         "resources": {"cpus": cpus_per_trial, "gpus": 0},
@@ -73,23 +79,33 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=0, help="packaged-sample users (0 = all 1,000, as the issue asks)")
     ap.add_argument("--cpus", type=int, default=2, help="CPUs for both sides (local Ray num_cpus / torch threads)")
     ap.add_argument("--cpus-per-trial", type=int, default=1)
+    add_args(ap)
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.smoke:
+        args.trials, args.epochs, args.users, args.cpus, args.cpus_per_trial = 2, 1, 40, 1, 1
+    rec = Record("sweep_overhead", args)
 
     from sracl_ray.sweeps.experiment import grid_points, trial_config
     from sracl_ray.training.inputs import prepare_inputs
 
     with tempfile.TemporaryDirectory(prefix="sweep_overhead_") as tmp:
         tmp = Path(tmp)
-        exp = experiment(args.users, args.epochs, args.trials, str(tmp / "cache"), args.cpus_per_trial)
+        artifact = str(random_artifact(args.users, tmp / "artifact")) if args.smoke else ""
+        exp = experiment(args.users, args.epochs, args.trials, str(tmp / "cache"), args.cpus_per_trial, artifact)
         n = len(grid_points(exp.search))
+        rec.log("trials", n)
+        rec.log("semantic", "random-vector artifact" if artifact else "interim MiniLM artifact (warm cache)")
         prepare_inputs(trial_config(exp.base, grid_points(exp.search)[0]))  # warm the semantic cache for both
         seq = sequential(exp, tmp / "seq", args.cpus)
-        print(f"sequential: {n} trials x {args.epochs} epoch(s) in one process, {args.cpus} threads: {seq:.1f} s")
+        rec.log("sequential_s", round(seq, 1))
         swp = sweep(exp, tmp / "sweep", args.cpus)
+        rec.log("sweep_s", round(swp, 1))
+        rec.log("overhead_ratio", ratio(swp, seq))
+        rec.write()
+        print(f"sequential: {n} trials x {args.epochs} epoch(s) in one process, {args.cpus} threads: {seq:.1f} s")
         print(f"ray tune sweep: {n} trials, local Ray num_cpus={args.cpus}, {args.cpus_per_trial} CPU/trial: "
               f"{swp:.1f} s")
-        print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print(f"overhead_ratio={swp / seq:.3f}")
 
 

@@ -5,8 +5,11 @@ import argparse
 import importlib
 import logging
 import sys
+from pathlib import Path
 
+from sracl_ray.configtools import ConfigError
 from sracl_ray.errors import describe
+from sracl_ray.secrets import ScrubFilter, scrub
 
 # Modules that contribute sub-commands through register(subparsers); listed explicitly.
 SUBCOMMAND_MODULES = ("sracl_ray.semantic.cli", "sracl_ray.sweeps.cli", "sracl_ray.results.cli", "analysis.cli",
@@ -16,17 +19,24 @@ SUMMARY_KEYS = ("valid/hr@10", "valid/ndcg@10", "test/hr@10", "test/ndcg@10", "t
 
 def add_config_args(p: argparse.ArgumentParser) -> None:
     """--config FILE.yaml and repeated --set section.key=value."""
-    p.add_argument("--config", help="experiment YAML (defaults = the paper's settings)")
+    p.add_argument("--config", help="config YAML (defaults = the paper's settings); an experiment file "
+                                    "(experiments/*.yaml) contributes its `base` section")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one setting (repeatable)")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from sracl_ray.config import load
-    from sracl_ray.training.fit import fit
+
+    from sracl_ray.training.prepare import prepare_inputs
 
     cfg = load(args.config, args.set)
-    result = fit(cfg, args.out, resume=not args.no_resume)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise ConfigError(f"--out {args.out}: exists and is not a directory")
+    prepared = prepare_inputs(cfg)  # every input read and checked before torch is even imported
+    from sracl_ray.training.fit import fit
+
+    result = fit(cfg, args.out, prepared=prepared, resume=not args.overwrite)
     m = result["metrics"]
     print(f"best epoch {result['best_epoch']} of {result['epochs_run']}, {result['wall_time_s']:.1f} s")
     print("  ".join(f"{k}={m[k]:.4f}" for k in SUMMARY_KEYS))
@@ -60,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train one configuration (local CPU or one GPU)")
     add_config_args(p)
     p.add_argument("--out", required=True, help="output directory (result.json, checkpoints, ranks)")
-    p.add_argument("--no-resume", action="store_true", help="ignore an existing checkpoint in --out")
+    p.add_argument("--overwrite", "--no-resume", action="store_true",
+                   help="start fresh: remove what an earlier run wrote into --out (without it, a checkpoint "
+                        "there is resumed only when it was written by the same settings and data)")
     p.set_defaults(func=cmd_train)
     for name in SUBCOMMAND_MODULES:
         try:
@@ -81,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if debug else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("tensorboardX").setLevel(logging.WARNING)  # one line per '@' metric name otherwise
+    for handler in logging.getLogger().handlers:  # a handler filter sees every propagated record
+        handler.addFilter(ScrubFilter())  # no API key reaches a log line, whichever logger writes it
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -90,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         if debug:
             raise
         code, message = describe(e)
-        print(f"sracl-ray: {'incomplete' if code == 3 else 'error'}: {message}", file=sys.stderr)
+        print(f"sracl-ray: {'incomplete' if code == 3 else 'error'}: {scrub(message)}", file=sys.stderr)
         return code
 
 

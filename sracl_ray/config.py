@@ -7,19 +7,16 @@ computed elsewhere and never written back here.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import math
-from dataclasses import dataclass, field, fields, is_dataclass
+import logging
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-import yaml
+from sracl_ray.configtools import (ConfigError, _build, _coerce, _suggest, _with_line, flatten, load_yaml, merge,
+                                   parse_set, require, unflatten, yaml_key_lines)
+from sracl_ray.semantic.settings import SECTIONS as PIPELINE_SECTIONS, PipelineConfig, pipeline_from_dict
 
-from sracl_ray.errors import UserError
-
-
-class ConfigError(UserError):
-    """A config file, override or sample names an unknown key or an impossible value."""
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -48,6 +45,13 @@ class SemanticConfig:
     granularity: str = "prefix"
     # Cache directory for artifacts built on the fly; None = <out>/../.sracl_cache
     cache_dir: str | None = None
+    # Synthesis-head input: false = the raw encoder outputs (the authors' release): the stored unit
+    # vector times its norm (artifact unit_norm.npy; an artifact without norms falls back to the
+    # unit vectors, with a warning); true = the L2-normalised unit vectors.  docs/FIDELITY.md.
+    normalize: bool = False
+    # Draw the L_CS neighbour pools from other users' units only (the user's own prefixes removed
+    # from the stored list, first k kept); item neighbours (L_IS) are unchanged.  docs/FIDELITY.md.
+    exclude_same_user: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,12 @@ class CLConfig:
     temperature: float = 1.0
     substitute_prob: float = 0.2  # share of items replaced by a semantic neighbour in L_IS
     attn_dropout: float = 0.5  # dropout on the synthesis weights p, as in the authors' release
+    # L_CS form: "release" = 2N NT-Xent over (anchor, synthesised positive) pairs (the authors'
+    # code); "paper" = Eq. 10, one-directional InfoNCE against the other rows' positives.
+    cs_form: str = "release"
+    # L_CS anchor: "reencode" = its own encoder pass (own dropout mask; the authors' code);
+    # "shared" = the L_Rec pass reused.
+    cs_anchor: str = "reencode"
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,9 @@ class TrainConfig:
     # Capture the whole step as one CUDA graph (static shapes: no length trimming); CUDA only.
     cuda_graph: bool = False
     progress: bool = True
+    # L_Rec softmax over items 1..n ("exclude" the padding column 0: the authors' code) or over
+    # 0..n ("include": padding is one more negative).
+    ce_padding: str = "exclude"
 
 
 @dataclass(frozen=True)
@@ -123,10 +136,25 @@ VARIANTS = ("full", "no_cl", "no_cs", "no_is", "unlearnable")
 BACKBONES = ("sasrec", "gru4rec", "duorec")
 DATA_FORMATS = ("auto", "paper", "recbole", "amazon_raw", "yelp_raw")
 TIES = ("pessimistic", "expected")
+CS_FORMS, CS_ANCHORS, CE_PADDING = ("release", "paper"), ("reencode", "shared"), ("exclude", "include")
 # Every metric the engine reports for each split (training/evaluate.py): <split>/<name>@<k>.
 METRIC_NAMES, METRIC_KS = ("hr", "ndcg", "mrr"), (5, 10, 20)
 # Keys that moved: the old dotted name -> the new one (the old one is rejected with this hint).
 MOVED_KEYS = {"train.mask_history": "eval.mask_history", "train.eval_batch_size": "eval.batch_size"}
+
+
+def dataset_label(data: DataConfig) -> str:
+    """The dataset's name when the data itself is not at hand: data.name, else the path's last part."""
+    if data.name:
+        return data.name
+    return Path(data.path).name if data.path else "beauty_sample"
+
+
+def loss_weights(cl: CLConfig) -> tuple[float, float]:
+    """(alpha, beta) actually applied for the configured variant (no_cl: both 0, no_cs: alpha 0, no_is: beta 0)."""
+    alpha = 0.0 if cl.variant in ("no_cl", "no_cs") else cl.alpha
+    beta = 0.0 if cl.variant in ("no_cl", "no_is") else cl.beta
+    return alpha, beta
 
 
 def metric_names(split: str = "valid") -> list[str]:
@@ -152,64 +180,6 @@ def device_ok(name: str) -> str | None:
     return None
 
 
-def _suggest(key: str, valid: list[str]) -> str:
-    near = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    return f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(sorted(valid))}"
-
-
-def _coerce(value: Any, annotation: str, where: str) -> Any:
-    """Coerce YAML/CLI scalars to the annotated type; reject what cannot be converted."""
-    ann = annotation.replace(" ", "")
-    if value is None:
-        if "None" in ann:
-            return None
-        raise ConfigError(f"{where}: null is not allowed (expected {annotation})")
-    base = ann.split("|")[0]
-    try:
-        if base == "bool":
-            if isinstance(value, bool):
-                return value
-            if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-                return value.lower() in ("true", "1", "yes")
-            raise ValueError
-        if base == "int":
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError
-            return int(value)
-        if base == "float":
-            if isinstance(value, bool):
-                raise ValueError
-            number = float(value)
-            if not math.isfinite(number):  # inf/nan would train to NaN and fake metrics
-                raise ConfigError(f"{where}: {value!r} is not a finite number")
-            return number
-        if base == "str":
-            return str(value)
-    except (TypeError, ValueError):
-        raise ConfigError(f"{where}: {value!r} is not a valid {annotation}") from None
-    return value
-
-
-def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
-    valid = {f.name: f for f in fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        if key not in valid:
-            moved = MOVED_KEYS.get(f"{where}.{key}" if where else str(key))
-            hint = f"; it moved to '{moved}'" if moved else _suggest(str(key), list(valid))
-            raise ConfigError(f"{where}: unknown key '{key}'" + hint)
-        f = valid[key]
-        sub = f"{where}.{key}" if where else key
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if is_dataclass(default):
-            kwargs[key] = _build(type(default), value, sub)
-        else:
-            kwargs[key] = _coerce(value, str(f.type), sub)
-    return cls(**kwargs)
-
-
 def validate(cfg: Config) -> Config:
     """Reject impossible values with a message naming the key."""
     checks = [
@@ -221,6 +191,9 @@ def validate(cfg: Config) -> Config:
         (cfg.cl.temperature > 0, "cl.temperature", "must be > 0"),
         (0 <= cfg.cl.substitute_prob <= 1, "cl.substitute_prob", "must be in [0, 1]"),
         (0 <= cfg.cl.attn_dropout < 1, "cl.attn_dropout", "must be in [0, 1)"),
+        (cfg.cl.cs_form in CS_FORMS, "cl.cs_form", f"must be one of {CS_FORMS}"),
+        (cfg.cl.cs_anchor in CS_ANCHORS, "cl.cs_anchor", f"must be one of {CS_ANCHORS}"),
+        (cfg.train.ce_padding in CE_PADDING, "train.ce_padding", f"must be one of {CE_PADDING}"),
         (0 <= cfg.model.dropout < 1, "model.dropout", "must be in [0, 1)"),
         (0 <= cfg.model.attn_dropout < 1, "model.attn_dropout", "must be in [0, 1)"),
         (cfg.model.hidden % cfg.model.heads == 0, "model.hidden", "must be divisible by model.heads"),
@@ -248,16 +221,9 @@ def validate(cfg: Config) -> Config:
     return cfg
 
 
-def require(checks: list[tuple[bool, str, str]]) -> None:
-    """Raise ConfigError('key: why') for the first (ok, key, why) that is not ok."""
-    for ok, key, why in checks:
-        if not ok:
-            raise ConfigError(f"{key}: {why}")
-
-
 def from_dict(data: Mapping[str, Any] | None, where: str = "config") -> Config:
     """Build a validated Config from a nested mapping (unknown keys are errors)."""
-    cfg = _build(Config, data or {}, "")
+    cfg = _build(Config, data or {}, "", MOVED_KEYS)
     try:
         return validate(cfg)
     except ConfigError as e:
@@ -269,137 +235,65 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{'a': {'b': 1}} -> {'a.b': 1}."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, Mapping):
-            out.update(flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
+# Top-level keys that make a YAML file an experiment file (sracl_ray/sweeps/experiment.py) rather
+# than a plain config: `train --config` then uses its `base` section.
+EXPERIMENT_KEYS = ("name", "base", "search", "metric", "mode", "resources", "max_concurrent_trials", "max_failures")
 
 
-def unflatten(flat: Mapping[str, Any]) -> dict[str, Any]:
-    """{'a.b': 1} -> {'a': {'b': 1}}."""
-    out: dict[str, Any] = {}
-    for key, value in flat.items():
-        node = out
-        parts = key.split(".")
-        for p in parts[:-1]:
-            node = node.setdefault(p, {})
-            if not isinstance(node, dict):
-                raise ConfigError(f"override '{key}': '{p}' is not a section")
-        node[parts[-1]] = value
-    return out
-
-
-def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """Deep-merge two nested mappings (over wins)."""
-    out = dict(base)
-    for k, v in over.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
-def parse_set(items: list[str] | None) -> dict[str, Any]:
-    """Parse CLI ``section.key=value`` overrides (values are YAML scalars)."""
-    flat = {}
-    for item in items or []:
-        if "=" not in item:
-            raise ConfigError(f"--set {item!r}: expected section.key=value")
-        key, raw = item.split("=", 1)
-        flat[key.strip()] = yaml.safe_load(raw)
-    return unflatten(flat)
-
-
-def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML mapping; errors name the file and line."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f", line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}{line}: invalid YAML: {getattr(e, 'problem', e)}") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return data
-
-
-def yaml_key_lines(path: str | Path) -> dict[str, int]:
-    """Map each dotted key of a YAML mapping file to its 1-based line number."""
-    lines: dict[str, int] = {}
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                key = f"{prefix}{k.value}"
-                lines[key] = k.start_mark.line + 1
-                walk(v, key + ".")
-
-    try:
-        walk(yaml.compose(Path(path).read_text()), "")
-    except (yaml.YAMLError, OSError):
-        pass
-    return lines
-
-
-def _with_line(err: ConfigError, path: str | Path) -> ConfigError:
-    """Prefix an error about key a.b with 'FILE, line N' when the key came from the file."""
-    msg = str(err)
-    key = msg.split(":", 1)[0].strip()
-    if "unknown key '" in msg:
-        head = msg.split(": unknown key '")[0].strip()
-        bad = msg.split("unknown key '")[1].split("'")[0]
-        key = f"{head}.{bad}" if head else bad
-    line = yaml_key_lines(path).get(key)
-    where = f"{path}, line {line}" if line else f"{path}"
-    return ConfigError(f"{where}: {msg}")
-
-
-# Sections of the same YAML files that belong to the semantic pipeline (semantic/settings.py):
-# training ignores them, but they are still validated so a typo there is caught by any command.
-PIPELINE_SECTIONS = ("prompts", "summary", "embed", "neighbours")
-
-
-def _drop_pipeline(data: Mapping[str, Any]) -> dict[str, Any]:
-    """The experiment-config part of a mapping; the pipeline sections are validated, then dropped."""
+def split_sections(data: Mapping[str, Any]) -> tuple[dict, dict]:
+    """(experiment-config part, pipeline part: prompts/summary/embed/neighbours) of a mapping."""
+    core = {k: v for k, v in data.items() if k not in PIPELINE_SECTIONS}
     pipe = {k: v for k, v in data.items() if k in PIPELINE_SECTIONS}
-    if pipe:
-        from sracl_ray.semantic.settings import pipeline_from_dict  # lazy: settings imports this module
+    return core, pipe
 
-        pipeline_from_dict(pipe)
-    return {k: v for k, v in data.items() if k not in PIPELINE_SECTIONS}
+
+def _config_part(path: str | Path) -> tuple[dict, str]:
+    """(config mapping of a YAML file, where it sits in the file): an experiment file's `base`."""
+    data = load_yaml(path)
+    if set(data) & set(EXPERIMENT_KEYS) and not set(data) & {f.name for f in fields(Config)}:
+        base = data.get("base") or {}
+        if not isinstance(base, Mapping):
+            raise ConfigError(f"{path}: base: expected a mapping of config sections")
+        log.info("%s is an experiment file: using its `base` section (run the whole experiment with "
+                 "`sracl-ray sweep run %s --storage DIR`)", path, path)
+        return dict(base), "base."
+    return data, ""
+
+
+def load_all(path: str | Path | None = None, overrides: list[str] | None = None,
+             sample: Mapping[str, Any] | None = None) -> tuple[Config, PipelineConfig]:
+    """defaults < YAML file < --set overrides < a (flat or nested) Tune sample, for both the
+    experiment config and the pipeline sections; a file's errors name its line."""
+    file_data, prefix = _config_part(path) if path else ({}, "")
+    core_file, pipe_file = split_sections(file_data)
+    if path:
+        try:
+            from_dict(core_file, where="")
+            pipeline_from_dict(pipe_file)
+        except ConfigError as e:
+            raise _with_line(ConfigError(str(e).removeprefix(": ")), path, prefix) from None
+    core_set, pipe_set = split_sections(parse_set(overrides))
+    where = "overrides" if path else "config"
+    data = merge(core_file, core_set)
+    if sample:
+        data = merge(data, unflatten(dict(sample)) if any("." in k for k in sample) else dict(sample))
+    cfg = from_dict(data, where=where)
+    try:
+        pipe = pipeline_from_dict(merge(pipe_file, pipe_set))
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return cfg, pipe
 
 
 def load(path: str | Path | None = None, overrides: list[str] | None = None,
          sample: Mapping[str, Any] | None = None) -> Config:
-    """defaults < YAML file < --set overrides < a (flat or nested) Tune sample."""
-    data: dict[str, Any] = load_yaml(path) if path else {}
-    if path:
-        try:
-            data = _drop_pipeline(data)
-            from_dict(data, where="")
-        except ConfigError as e:
-            raise _with_line(ConfigError(str(e).removeprefix(": ")), path) from None
-    data = merge(data, _drop_pipeline(parse_set(overrides)))
-    if sample:
-        data = merge(data, unflatten(dict(sample)) if any("." in k for k in sample) else dict(sample))
-    return from_dict(data, where="overrides" if path else "config")
+    """The experiment config (pipeline sections in the same file are validated, then ignored)."""
+    return load_all(path, overrides, sample)[0]
 
 
 __all__ = [
     "Config", "DataConfig", "SemanticConfig", "ModelConfig", "CLConfig", "TrainConfig", "EvalConfig",
-    "metric_names", "MOVED_KEYS",
+    "metric_names", "MOVED_KEYS", "load_all", "split_sections",
     "ConfigError", "VARIANTS", "BACKBONES", "load", "load_yaml", "from_dict", "to_dict",
     "flatten", "unflatten", "merge", "parse_set", "validate", "require",
 ]

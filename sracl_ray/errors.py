@@ -28,6 +28,9 @@ def one_line(text: str) -> str:
 
 def describe(exc: BaseException) -> tuple[int, str]:
     """(exit code, one-line message) for an exception that reached the CLI."""
+    cause = getattr(exc, "cause", None)  # Ray's RayTaskError(X) hides X's attributes (an OSError's path)
+    if isinstance(cause, BaseException) and type(exc).__name__.startswith("RayTaskError"):
+        return describe(cause)
     if isinstance(exc, Incomplete):
         return 3, one_line(exc)
     if isinstance(exc, UserError):

@@ -73,10 +73,20 @@ def write_manifest(out_dir: str | Path, manifest: dict) -> None:
 
 
 def read_manifest(out_dir: str | Path) -> dict | None:
+    """The manifest as a dict, None when absent; UserError naming the file when it is not JSON."""
+    from sracl_ray.errors import UserError
+
     p = Path(out_dir) / "manifest.json"
     if not p.exists():
         return None
-    return json.loads(p.read_text())
+    try:
+        manifest = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{p}: not a valid manifest (truncated or corrupt JSON: {e}); "
+                        f"delete the stage directory and rebuild it") from e
+    if not isinstance(manifest, dict):
+        raise UserError(f"{p}: not a valid manifest (expected a JSON object, found {type(manifest).__name__})")
+    return manifest
 
 
 def is_fresh(out_dir: str | Path, settings: dict, inputs: dict) -> bool:

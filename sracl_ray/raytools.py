@@ -30,3 +30,10 @@ def ensure_ray(num_cpus: int | None = None, *, address: str | None = None, num_g
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
+
+
+def live_nodes() -> list[dict[str, float]]:
+    """The resources ({'CPU': 8.0, 'GPU': 1.0, ...}) of every live node of the connected Ray."""
+    import ray
+
+    return [dict(n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive")]

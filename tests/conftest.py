@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+if str(REPO) not in sys.path:  # `from tests.badinput.harness import ...` from any test folder
+    sys.path.insert(0, str(REPO))
 
 
 def fake_artifact(data, split, out_dir: Path, granularity: str = "prefix", dim: int = 16, seed: int = 0):

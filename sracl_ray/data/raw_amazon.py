@@ -10,18 +10,18 @@ and items in order of first appearance.  Lines are parsed with `ast.literal_eval
 from __future__ import annotations
 
 import ast
-import gzip
 import logging
 import re
-import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from sracl_ray.data.dataset import InteractionData, k_core, remap_by_first_appearance
+from sracl_ray.data.dataset import (InteractionData, check_item_text, guess_domain, k_core,
+                                    remap_by_first_appearance)
 from sracl_ray.data.errors import DataFormatError
+from sracl_ray.data.textfile import decoded_lines
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +35,10 @@ REVIEWS_RE = re.compile(r"^reviews_(?P<x>.+?)(?:_5)?\.json(?:\.gz)?$")
 
 def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
     """(1-based line number, stripped text) of every non-blank line; .gz is streamed."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    n = 0
-    with opener(path, "rb") as f:
-        try:
-            for n, raw in enumerate(f, 1):
-                try:
-                    line = raw.decode("utf-8").strip()
-                except UnicodeDecodeError as e:
-                    raise DataFormatError(path, n, "UTF-8 text", repr(raw[:80])) from e
-                if line:
-                    yield n, line
-        except (OSError, EOFError, zlib.error) as e:  # not gzip, or a truncated stream
-            raise DataFormatError(path, n + 1, "a readable (complete) gzip stream", str(e)) from e
+    for n, line in enumerate(decoded_lines(path), 1):
+        line = line.strip()
+        if line:
+            yield n, line
 
 
 def parse_literal(path: Path, n: int, line: str) -> dict:
@@ -164,19 +155,20 @@ def locate(path: Path, name: str | None) -> tuple[Path, str]:
     return p, x
 
 
-def find_meta(reviews: Path, x: str) -> Path | None:
-    """meta_X.json.gz (or .json) beside the reviews file, if present."""
-    return next((p for p in (reviews.parent / f"meta_{x}.json.gz", reviews.parent / f"meta_{x}.json")
-                 if p.exists()), None)
+def find_meta(reviews: Path, x: str) -> Path:
+    """meta_X.json.gz (or .json) beside the reviews file, or an error saying where we looked."""
+    for p in (reviews.parent / f"meta_{x}.json.gz", reviews.parent / f"meta_{x}.json"):
+        if p.is_file():
+            return p
+    raise DataFormatError(reviews.parent / f"meta_{x}.json.gz", None, message=(
+        f"no such file (nor meta_{x}.json) beside {reviews.name}; the item text comes from it"))
 
 
 def read_amazon_raw(path: Path, name: str | None = None) -> InteractionData:
     """Raw Amazon 2014 reviews + metadata -> InteractionData with the paper's ids."""
     reviews, x = locate(Path(path), name)
+    meta_path = find_meta(reviews, x)  # before the (long) read of the reviews
     inter, item_keys = build_ids(read_rows(reviews, parse_review), reviews)
-    meta_path = find_meta(reviews, x)
-    if meta_path is None:
-        log.warning("%s: no meta_%s.json[.gz] beside it; item text left empty", reviews, x)
-    meta = read_meta(meta_path, set(item_keys.tolist())) if meta_path else {}
-    items = items_frame(item_keys, meta, "asin", TEXT_COLUMNS)
-    return InteractionData(name or x, DOMAINS.get(x, x.split("_")[0].lower()), inter, items)
+    items = items_frame(item_keys, read_meta(meta_path, set(item_keys.tolist())), "asin", TEXT_COLUMNS)
+    check_item_text(items, meta_path)
+    return InteractionData(name or x, DOMAINS.get(x) or guess_domain(x, name), inter, items, str(reviews))

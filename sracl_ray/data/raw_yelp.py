@@ -14,14 +14,14 @@ import logging
 import re
 from pathlib import Path
 
-from sracl_ray.data.dataset import InteractionData
+from sracl_ray.data.dataset import InteractionData, check_item_text
 from sracl_ray.data.errors import DataFormatError
 from sracl_ray.data.raw_amazon import build_ids, items_frame, read_rows, read_wanted, require_keys, text
 
 log = logging.getLogger(__name__)
 
 YEAR = "2019"
-DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$", re.ASCII)  # '٢' is a \d otherwise
 REVIEW_KEYS = {"user_id": str, "business_id": str, "date": str}
 TEXT_COLUMNS = ["title", "categories", "city", "state", "stars", "attributes"]
 PREFIXES = ("", "yelp_academic_dataset_")
@@ -81,20 +81,23 @@ def find_file(folder: Path, kind: str) -> Path | None:
     return next((folder / nm for nm in names if (folder / nm).exists()), None)
 
 
-def locate(path: Path) -> tuple[Path, Path | None]:
+def locate(path: Path) -> tuple[Path, Path]:
     """The review file (given, or found in the directory) and the business file beside it."""
     review = path if path.is_file() else find_file(path, "review")
     if review is None:
         raise DataFormatError(path, None, "a review.json[.gz] (or yelp_academic_dataset_review.json)")
-    return review, find_file(review.parent, "business")
+    business = find_file(review.parent, "business")
+    if business is None:
+        raise DataFormatError(review.parent / "business.json", None, message=(
+            f"no such file (nor business.json.gz, yelp_academic_dataset_business.json[.gz]) beside "
+            f"{review.name}; the item text comes from it"))
+    return review, business
 
 
 def read_yelp_raw(path: Path, name: str | None = None) -> InteractionData:
     """Yelp Open Dataset reviews (2019 only) + businesses -> InteractionData with the paper's ids."""
     review, business = locate(Path(path))
     inter, item_keys = build_ids(read_rows(review, parse_review, f"at least one review dated {YEAR}"), review)
-    if business is None:
-        log.warning("%s: no business.json[.gz] beside it; item text left empty", review)
-    meta = read_business(business, set(item_keys.tolist())) if business else {}
-    items = items_frame(item_keys, meta, "business_id", TEXT_COLUMNS)
-    return InteractionData(name or "Yelp", "yelp", inter, items)
+    items = items_frame(item_keys, read_business(business, set(item_keys.tolist())), "business_id", TEXT_COLUMNS)
+    check_item_text(items, business)
+    return InteractionData(name or "Yelp", "yelp", inter, items, str(review))

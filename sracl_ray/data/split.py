@@ -57,6 +57,8 @@ def leave_one_out(data: InteractionData, max_len: int = 20) -> Split:
     """Split every user's sequence; build all training prefixes."""
     seqs = data.sequences
     n_users = data.n_users
+    if min((len(s) for s in seqs[1:]), default=0) < 3:  # load_dataset drops such users first
+        raise ValueError(f"{data.name}: leave-one-out needs >= 3 interactions per user (use drop_short_users)")
     train_seqs = [np.zeros(0, np.int64)] + [s[:-2] for s in seqs[1:]]
     users, lens, targets = [], [], []
     for u in range(1, n_users + 1):

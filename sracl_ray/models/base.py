@@ -3,7 +3,8 @@
 - `encode(item_seq) -> [B, H]`: item_seq [B, l] int64, left-padded with 0, is the rightmost `l`
   positions of a `max_len` window (so a trimmed batch keeps every token's position id).
 - `full_sort_predict(item_seq) -> [B, n_items + 1]`: scores over all items; column 0 (padding) -inf.
-- `calculate_loss(item_seq, target) -> scalar`: the backbone's own next-item loss (full softmax CE).
+- `calculate_loss(item_seq, target) -> scalar`: the backbone's own next-item loss (full softmax CE;
+  `exclude_padding` drops column 0 from the softmax, as the authors' release does).
 """
 from __future__ import annotations
 
@@ -35,12 +36,19 @@ class SeqRecModel(nn.Module):
     def scores(self, h: torch.Tensor) -> torch.Tensor:  # [B, H] -> [B, I+1]
         return h @ self.item_emb.weight.T
 
-    def rec_loss(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy of h M^T over all items (no negative sampling)."""
+    def rec_loss(self, h: torch.Tensor, target: torch.Tensor, exclude_padding: bool = False) -> torch.Tensor:
+        """Cross-entropy of h M^T over all items (no negative sampling).
+
+        exclude_padding: the softmax runs over items 1..n only (train.ce_padding=exclude, the
+        release's `TransRec.calculate_loss`); otherwise over 0..n, padding being one more negative.
+        """
+        if exclude_padding:
+            return F.cross_entropy(h @ self.item_emb.weight[1:].T, target - 1)  # [B, I]
         return F.cross_entropy(self.scores(h), target)
 
-    def calculate_loss(self, item_seq: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return self.rec_loss(self.encode(item_seq), target)
+    def calculate_loss(self, item_seq: torch.Tensor, target: torch.Tensor, exclude_padding: bool = False
+                       ) -> torch.Tensor:
+        return self.rec_loss(self.encode(item_seq), target, exclude_padding)
 
     def full_sort_predict(self, item_seq: torch.Tensor) -> torch.Tensor:
         s = self.scores(self.encode(item_seq))

@@ -1,8 +1,10 @@
 """DuoRec (Qiu et al. 2022): SASRec plus contrastive regularisation.
 
 Its positive pair is an unsupervised dropout view of the sequence (a second forward pass) and a
-supervised view: another training sequence with the same target item.  NT-Xent over the 2N views
-with in-batch negatives, weighted by `duorec_lambda`.
+supervised view: another training sequence with the same target item, drawn uniformly among the
+others (the sequence itself only when it is the target's only one), as DuoRec's own
+`SequentialDataLoader.duorec_aug` does (training/step.py same_target_partner).  NT-Xent over the
+2N views with in-batch negatives, weighted by `duorec_lambda` (DuoRec's `us_x` setting).
 """
 from __future__ import annotations
 

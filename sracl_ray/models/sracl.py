@@ -2,8 +2,10 @@
 
 L_CS: the k semantic neighbour units of a sample are encoded by the same backbone (gradients
 flow); p = softmax_k(LeakyReLU_0.2(a^T [W h~_u || W h~_u'])), W: D -> H (xavier-uniform, gain
-1.414), dropout on p in training; h+ = sum_k p h_u'; InfoNCE of h_u against h+ with the other
-rows' h+ as negatives.  "unlearnable" replaces p with a uniformly random one-hot pick.
+1.414), dropout on p in training; h+ = sum_k p h_u'.  Two forms (cl.cs_form, docs/FIDELITY.md):
+"release" = 2N NT-Xent over the pairs (h_u, h+), as the authors' code computes it; "paper" =
+Eq. 10, InfoNCE of h_u against h+ with the other rows' h+ as negatives.  "unlearnable" replaces p
+with a uniformly random one-hot pick.
 L_IS: two views of the sequence, each non-padding item replaced with probability `substitute_prob`
 by a uniformly drawn one of its k item neighbours; NT-Xent over the 2N views.
 """
@@ -13,15 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sracl_ray.config import CLConfig
+from sracl_ray.config import CLConfig, loss_weights  # noqa: F401 (re-exported)
 from sracl_ray.models.losses import info_nce, nt_xent
-
-
-def loss_weights(cfg: CLConfig) -> tuple[float, float]:
-    """(alpha, beta) actually applied for the configured variant."""
-    alpha = 0.0 if cfg.variant in ("no_cl", "no_cs") else cfg.alpha
-    beta = 0.0 if cfg.variant in ("no_cl", "no_is") else cfg.beta
-    return alpha, beta
 
 
 class SemanticSynthesis(nn.Module):
@@ -44,10 +39,22 @@ class SemanticSynthesis(nn.Module):
         return self.drop(p)
 
 
-def cs_loss(h: torch.Tensor, h_nb: torch.Tensor, p: torch.Tensor, tau: float) -> torch.Tensor:
-    """L_CS: h [B, H], h_nb [B, k, H], p [B, k]."""
+CS_FORMS = ("release", "paper")
+
+
+def cs_loss(h: torch.Tensor, h_nb: torch.Tensor, p: torch.Tensor, tau: float, form: str = "release") -> torch.Tensor:
+    """L_CS: h [B, H] anchors, h_nb [B, k, H], p [B, k].
+
+    form "release": NT-Xent over the 2N rows [h; h+] (each row's partner positive, the other 2N-2
+    negatives: the release's `TransRec.calculate_user_cl_loss` with `utils.info_nce`);
+    form "paper": Eq. 10 (row i's positive h+_i, the other rows' h+ its negatives).
+    """
     h_pos = (p.unsqueeze(-1) * h_nb).sum(1)  # [B, H]
-    return info_nce(h, h_pos, tau)
+    if form == "release":
+        return nt_xent(h, h_pos, tau)
+    if form == "paper":
+        return info_nce(h, h_pos, tau)
+    raise ValueError(f"cl.cs_form must be one of {CS_FORMS}, got {form!r}")
 
 
 def is_loss(h1: torch.Tensor, h2: torch.Tensor, tau: float) -> torch.Tensor:

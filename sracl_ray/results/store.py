@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sracl_ray import config as C
+from sracl_ray.errors import UserError
 from sracl_ray.manifest import atomic_write
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,14 @@ FACT_COLUMNS: dict[str, pa.DataType] = {
     "variant": pa.string(), "seed": pa.int64(), "alpha": pa.float64(), "beta": pa.float64(), "k": pa.int64(),
     "mask_history": pa.bool_(), "max_len": pa.int64(), "best_epoch": pa.int64(), "epochs_run": pa.int64(),
     "wall_time_s": pa.float64(), "code_version": pa.string(), "ranks_path": pa.string(),
+    # what ran: ok | diverged (non-finite loss: no metrics) | errored; analysis reads only ok rows
+    "status": pa.string(), "error": pa.string(),
+    "alpha_applied": pa.float64(), "beta_applied": pa.float64(),  # the weights the variant really used
+    "ties": pa.string(), "hit_epoch_cap": pa.bool_(),  # best epoch = last allowed: still improving
+    "data_fingerprint": pa.string(), "semantic_source": pa.string(), "semantic_builder": pa.string(),
+    "semantic_fingerprint": pa.string(), "host": pa.string(), "node_id": pa.string(),
 }
+STATUSES = ("ok", "diverged", "errored")
 
 
 def _arrow_type(annotation: Any) -> pa.DataType:
@@ -49,19 +57,31 @@ def config_schema() -> dict[str, pa.DataType]:
 
 
 def trial_row(result: Mapping[str, Any], cfg: C.Config, trial_id: str, experiment: str,
-              ranks_path: str | None) -> dict[str, Any]:
-    """One store row from fit()'s result dict and the trial's config."""
-    metrics = {k: float(v) for k, v in result.get("metrics", {}).items()}
+              ranks_path: str | None, node_id: str | None = None) -> dict[str, Any]:
+    """One store row from fit()'s result dict (or a failed trial's {status, error}) and its config."""
+    status = str(result.get("status", "ok"))
+    if status not in STATUSES:
+        raise ValueError(f"status must be one of {STATUSES}, got {status!r}")
+    metrics = {k: float(v) for k, v in result.get("metrics", {}).items()} if status == "ok" else {}
+    dataset = result.get("dataset") or {}
+    semantic = result.get("semantic") or {}
+    alpha, beta = C.loss_weights(cfg.cl)
     row = {
         "trial_id": trial_id, "experiment": experiment,
-        "dataset": (result.get("dataset") or {}).get("name", cfg.data.name),
+        "dataset": dataset.get("name") or C.dataset_label(cfg.data),
         "backbone": cfg.model.backbone, "variant": cfg.cl.variant, "seed": cfg.train.seed,
         "alpha": cfg.cl.alpha, "beta": cfg.cl.beta, "k": cfg.cl.k,
         "mask_history": bool(result.get("mask_history", cfg.eval.mask_history)),
         "max_len": int(result.get("max_len", cfg.data.max_len)),
         "best_epoch": int(result.get("best_epoch", 0)), "epochs_run": int(result.get("epochs_run", 0)),
         "wall_time_s": float(result.get("wall_time_s", 0.0)), "code_version": str(result.get("code_version", "")),
-        "ranks_path": ranks_path,
+        "ranks_path": ranks_path if status == "ok" else None,
+        "status": status, "error": str(result.get("error", "")),
+        "alpha_applied": alpha, "beta_applied": beta, "ties": str(result.get("ties", cfg.eval.ties)),
+        "hit_epoch_cap": bool(result.get("hit_epoch_cap", False)),
+        "data_fingerprint": dataset.get("fingerprint"), "semantic_source": semantic.get("source"),
+        "semantic_builder": semantic.get("builder"), "semantic_fingerprint": semantic.get("fingerprint"),
+        "host": result.get("host"), "node_id": node_id,
         **metrics,
     }
     row.update({f"cfg.{k}": v for k, v in C.flatten(C.to_dict(cfg)).items()})
@@ -95,29 +115,86 @@ def write_row(storage: str | Path, row: Mapping[str, Any]) -> Path:
 def store_files(path: str | Path) -> list[Path]:
     """Every trial file under path: a sweep dir, its results/ dir, or a parent of several sweeps."""
     p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"results store not found: {p} does not exist (give a sweep storage dir, its "
+                        f"{RESULTS_DIRNAME}/ dir, or a dir holding several sweeps)")
     if not p.is_dir():
-        raise FileNotFoundError(f"results store not found: {p} is not a directory")
+        raise UserError(f"results store not found: {p} is a file, not a directory (give a sweep storage dir)")
     return sorted(f for f in p.rglob(TRIAL_GLOB) if f.parent.name == RESULTS_DIRNAME or f.parent == p)
 
 
-def read_store(path: str | Path):
-    """All rows as a pandas DataFrame (columns unioned by name)."""
-    import pandas as pd
-
+def _nonempty_store_files(path: str | Path) -> list[Path]:
     files = store_files(path)
     if not files:
-        raise FileNotFoundError(f"results store is empty: no {TRIAL_GLOB} under {path}")
-    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        raise UserError(f"results store is empty: no {TRIAL_GLOB} files under {Path(path).expanduser()} "
+                        f"(no trial of the sweep has finished yet?)")
+    return files
+
+
+def _unreadable(f: Path, exc: Exception) -> UserError:
+    first = " ".join(str(exc).split("\n\nLINE")[0].split())
+    return UserError(f"cannot read results file {f}: {first} (a truncated or foreign file; move it away and "
+                     f"rerun, or resume the sweep to rewrite it)")
+
+
+def read_store(path: str | Path):
+    """All rows as a pandas DataFrame (columns unioned by name; `status` 'ok' and `hit_epoch_cap`
+    False where a file predates those columns)."""
+    import pandas as pd
+
+    frames = []
+    for f in _nonempty_store_files(path):
+        try:
+            frames.append(pd.read_parquet(f))
+        except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a truncated file
+            raise _unreadable(f, e) from e
+    df = pd.concat(frames, ignore_index=True)
+    df["status"] = df["status"].fillna("ok") if "status" in df.columns else "ok"
+    df["hit_epoch_cap"] = (df["hit_epoch_cap"].fillna(False).astype(bool) if "hit_epoch_cap" in df.columns
+                           else False)
+    return df
+
+
+def _sandbox(con) -> None:
+    """From here on no statement can touch a file, load an extension or change a setting."""
+    con.execute("SET temp_directory = ''")  # never spill to disk (an in-memory db would use ./.tmp)
+    con.execute("SET autoinstall_known_extensions = false")
+    con.execute("SET autoload_known_extensions = false")
+    con.execute("SET enable_external_access = false")
+    con.execute("SET lock_configuration = true")
 
 
 def connect(path: str | Path):
-    """A DuckDB connection with the store exposed as the view `results`."""
+    """An in-memory DuckDB connection holding the store as the table `results`, sandboxed.
+
+    The rows are loaded first, then external access is disabled and the configuration locked, so
+    whatever the user's query says it can read only this table: no file read or written
+    (read_csv, COPY, ATTACH, EXPORT), no extension installed or loaded, no setting changed.
+    Rows from files that predate `status`/`hit_epoch_cap` read as 'ok'/false.
+    """
     import duckdb
 
-    files = store_files(path)
-    if not files:
-        raise FileNotFoundError(f"results store is empty: no {TRIAL_GLOB} under {path}")
-    con = duckdb.connect()
+    files = _nonempty_store_files(path)
+    con = duckdb.connect(":memory:")
     listing = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-    con.execute(f"CREATE VIEW results AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
+    try:
+        con.execute(f"CREATE TABLE results AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
+    except duckdb.Error as e:
+        for f in files:  # name the file that cannot be read
+            try:
+                pq.read_table(f)
+            except Exception as fe:  # noqa: BLE001
+                raise _unreadable(f, fe) from e
+        raise UserError(f"results store {path}: cannot load its {len(files)} files together: "
+                        f"{' '.join(str(e).split())}") from e
+    cols = {r[0] for r in con.execute("DESCRIBE results").fetchall()}
+    if "status" in cols:
+        con.execute("UPDATE results SET status = 'ok' WHERE status IS NULL")
+    else:
+        con.execute("ALTER TABLE results ADD COLUMN status VARCHAR DEFAULT 'ok'")
+    if "hit_epoch_cap" in cols:
+        con.execute("UPDATE results SET hit_epoch_cap = false WHERE hit_epoch_cap IS NULL")
+    else:
+        con.execute("ALTER TABLE results ADD COLUMN hit_epoch_cap BOOLEAN DEFAULT false")
+    _sandbox(con)
     return con

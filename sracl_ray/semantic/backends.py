@@ -8,7 +8,8 @@ exception that loses the batch.
 - openai: any OpenAI-compatible /chat/completions endpoint, called from a Ray Data actor pool with
   aiohttp: a concurrency limit, per-request timeouts, retries with exponential backoff on
   timeouts, connection errors, 429 and 5xx.  The API key is read from the environment variable
-  the config names and is never logged or stored.
+  the config names and is never logged or stored: every error body, exception text, answer and
+  log message passes sracl_ray/secrets.py's scrubber first (a server may echo the key).
 - vllm: ray.data.llm's offline vLLM engine (`vLLMEngineProcessorConfig` + `build_processor`) with
   prefix caching; rows arrive ordered so that a user's nested prefixes are adjacent.
 - raw: no LLM; the "answer" is the prompt's own attribute / title text.
@@ -25,11 +26,14 @@ import numpy as np
 import pandas as pd
 
 from sracl_ray.raytools import ensure_ray
+from sracl_ray.secrets import Secret, install_log_scrubber, scrub
 from sracl_ray.semantic.raytools import blocks_of
 from sracl_ray.semantic.settings import SummaryConfig
 
 log = logging.getLogger(__name__)
+install_log_scrubber(log)
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+MAX_ERROR_BODY = 65536  # bytes of an error response read (and scrubbed) before keeping its first 200 chars
 
 
 def sampling_params(cfg: SummaryConfig) -> dict:
@@ -44,21 +48,6 @@ def model_id(cfg: SummaryConfig) -> str:
 # ---------------------------------------------------------------- openai
 
 
-class Secret:
-    """A string that never shows itself in repr/str (logs, tracebacks, Ray task descriptions)."""
-
-    def __init__(self, value: str):
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret(***)" if self._value else "Secret()"
-
-    __str__ = __repr__
-
-
 def read_api_key(env_name: str) -> Secret:
     """The API key from the environment variable named in the config ('' when unset)."""
     return Secret(os.environ.get(env_name, "") if env_name else "")
@@ -71,6 +60,7 @@ class OpenAIChat:
                  timeout_s: float, retries: int, backoff_s: float):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.sampling = model, sampling
+        self._secret = api_key
         key = api_key.get()
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self.concurrency, self.timeout_s = concurrency, timeout_s
@@ -78,11 +68,18 @@ class OpenAIChat:
         self.loop = asyncio.new_event_loop()
         self.session = None
 
-    def __repr__(self) -> str:  # never show the headers (API key)
-        return f"OpenAIChat({self.url}, model={self.model})"
+    def __repr__(self) -> str:  # never show the headers (API key), nor a key inside the URL
+        return scrub(f"OpenAIChat({self.url}, model={self.model})", [self._secret])
 
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
-        return self.loop.run_until_complete(self._batch(batch))
+        try:
+            return self.loop.run_until_complete(self._batch(batch))
+        except Exception as e:  # Ray prints an actor's exception: never with the key in it
+            log.debug("OpenAIChat batch failed", exc_info=True)  # scrubbed by the log filter
+            raise RuntimeError(self._scrub(f"OpenAIChat failed: {type(e).__name__}: {e}")) from None
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, [self._secret])
 
     def __del__(self):  # close the HTTP session when Ray Data retires the actor
         try:
@@ -117,28 +114,42 @@ class OpenAIChat:
                                                  timeout=aiohttp.ClientTimeout(total=self.timeout_s)) as r:
                         if r.status == 200:
                             return self._parse(await r.json(content_type=None))
-                        body = " ".join((await r.text())[:200].split())
+                        body = " ".join(self._scrub(await _error_body(r)).split())[:200]
                         error, retry = f"HTTP {r.status}: {body}", r.status in RETRY_STATUS
             except asyncio.TimeoutError:
                 error = f"timeout after {self.timeout_s:g}s"
-            except aiohttp.ClientError as e:
-                error = f"{type(e).__name__}: {e}"
-            except (ValueError, KeyError, IndexError, TypeError) as e:
-                error, retry = f"malformed response: {type(e).__name__}: {e}", False
+            except aiohttp.ClientError as e:  # its text may hold the URL or response headers
+                error = self._scrub(f"{type(e).__name__}: {e}")
+            except (ValueError, KeyError, IndexError, TypeError) as e:  # may quote a field's value
+                error, retry = self._scrub(f"malformed response: {type(e).__name__}: {e}"), False
             if not retry or attempt == self.retries:
                 break
             await asyncio.sleep(self.backoff_s * 2 ** attempt * random.uniform(1.0, 1.25))
-        return {"text": "", "error": f"{error} ({attempt + 1} attempts)", "completion_tokens": 0,
+        return {"text": "", "error": self._scrub(f"{error} ({attempt + 1} attempts)"), "completion_tokens": 0,
                 "prompt_tokens": 0, "finish_reason": "", "model": self.model}
 
     def _parse(self, data: dict) -> dict:
         choice = data["choices"][0]
-        text = (choice.get("message") or {}).get("content") or ""
+        # A server may echo the key anywhere; only the key itself is cut from a real answer.
+        text = scrub((choice.get("message") or {}).get("content") or "", [self._secret], patterns=False)
         usage = data.get("usage") or {}
         return {"text": text.strip(), "error": "" if text.strip() else "empty answer",
                 "completion_tokens": int(usage.get("completion_tokens") or 0),
                 "prompt_tokens": int(usage.get("prompt_tokens") or 0),
-                "finish_reason": choice.get("finish_reason") or "", "model": data.get("model") or self.model}
+                "finish_reason": self._scrub(choice.get("finish_reason") or ""),
+                "model": self._scrub(data.get("model") or self.model)}
+
+
+async def _error_body(response) -> str:
+    """An error response's body (its first MAX_ERROR_BODY bytes), to be scrubbed BEFORE it is cut
+    to length: a key cut in half would slip past the scrubber."""
+    data = b""
+    while len(data) < MAX_ERROR_BODY and (chunk := await response.content.read(MAX_ERROR_BODY - len(data))):
+        data += chunk
+    text = data.decode("utf-8", errors="replace")
+    if len(data) >= MAX_ERROR_BODY:  # cut off: drop the last, possibly partial, word
+        text = text.rsplit(None, 1)[0] if len(text.split(None, 1)) > 1 else text
+    return text
 
 
 def openai_answers(todo: pd.DataFrame, cfg: SummaryConfig) -> Iterator[pd.DataFrame]:
@@ -165,6 +176,13 @@ def openai_answers(todo: pd.DataFrame, cfg: SummaryConfig) -> Iterator[pd.DataFr
 # ---------------------------------------------------------------- vllm
 
 
+def vllm_bundle(cfg: SummaryConfig) -> dict:
+    """What each vLLM engine worker asks Ray for: a GPU (so engines go to GPU nodes, never to a
+    CPU head), or one CPU with summary.vllm_device=cpu."""
+    bundle = {"CPU": 1} if cfg.vllm_device == "cpu" else {"GPU": 1, "CPU": 1}
+    return {"bundle_per_worker": bundle}
+
+
 def vllm_answers(todo: pd.DataFrame, cfg: SummaryConfig) -> Iterator[pd.DataFrame]:
     """Stream answers from ray.data.llm's offline vLLM engine (needs vllm importable)."""
     import ray
@@ -172,7 +190,10 @@ def vllm_answers(todo: pd.DataFrame, cfg: SummaryConfig) -> Iterator[pd.DataFram
 
     ensure_ray()
     sampling = sampling_params(cfg)
-    extra = {"placement_group_config": {"bundles": [{"CPU": 1}]}} if cfg.vllm_device == "cpu" else {}
+    extra = {"placement_group_config": vllm_bundle(cfg)}
+    if cfg.vllm_device == "gpu" and not ray.cluster_resources().get("GPU", 0):
+        log.warning("summary.backend=vllm asks for a GPU per engine but the Ray cluster shows none yet: the "
+                    "engines wait for a GPU node to join (summary.vllm_device=cpu runs them on CPUs)")
     # Ray's default (log_engine_metrics=True) makes vLLM export metrics through ray.serve, which
     # only `ray[serve]` installs: with this project's `ray[tune,data]` the engine actor dies with
     # "RayPrometheusMetric requires Ray to be installed".  We do not scrape those metrics.
@@ -205,7 +226,7 @@ def vllm_answers(todo: pd.DataFrame, cfg: SummaryConfig) -> Iterator[pd.DataFram
                             "error": err, "model": cfg.model})
         for col in ("completion_tokens", "prompt_tokens"):
             out[col] = batch[col] if col in batch.columns else 0
-        out["error"] = out["error"].fillna("").astype(str)
+        out["error"] = out["error"].fillna("").astype(str).map(scrub)
         yield out
 
 

@@ -12,21 +12,27 @@ Exit codes: 0 done, 2 bad settings or inputs, 3 summaries still missing or faile
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from sracl_ray.config import ConfigError
 
 
 def _settings(args):
-    from sracl_ray.semantic.settings import load_all
+    from sracl_ray.config import load_all
 
     return load_all(args.config, args.set)
 
 
 def _out(args, cfg) -> Path:
+    """The pipeline directory; checked before any stage reads data or writes a file."""
     from sracl_ray.semantic.pipeline import default_out
 
-    return Path(args.out) if args.out else default_out(cfg)
+    out = Path(args.out) if args.out else default_out(cfg)
+    blocker = next((p for p in (out, *out.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ConfigError(f"--out {out}: {blocker} is a file, expected a directory")
+    return out
 
 
 def _report(results) -> None:
@@ -75,11 +81,27 @@ def cmd_embed(args) -> int:
 def cmd_neighbours(args) -> int:
     from sracl_ray.semantic.pipeline import neighbours, stage_dirs
 
+    if args.stats:
+        return show_composition(args.stats)
+
     def body(cfg, pipe, out, prog):
         d = stage_dirs(out)
         return [neighbours(d["prepared"], d["embeddings"], d["artifact"], cfg.semantic.granularity, pipe, prog)]
 
     return _run(args, body)
+
+
+def show_composition(path: str) -> int:
+    """`neighbours --stats DIR`: the artifact's neighbour composition (from its manifest, else computed now)."""
+    from sracl_ray.semantic.artifact import load_artifact
+    from sracl_ray.semantic.composition import composition_of, format_composition
+
+    art = load_artifact(path)
+    comp, how = art.manifest.get("composition"), "stored in its manifest"
+    if not comp:
+        comp, how = composition_of(art.unit_nbrs, art.units), "computed now; its manifest has none"
+    print(format_composition(comp, f"neighbour composition of {path} ({art.granularity} units, {how})"))
+    return 0
 
 
 def cmd_semantic(args) -> int:
@@ -94,21 +116,34 @@ def cmd_semantic(args) -> int:
 
 
 def cmd_llm_serve(args) -> int:
-    from sracl_ray.semantic.server import find_smollm2_gguf, start_server
+    """Start the server, wait until it exits or a signal arrives; the server never outlives this."""
+    from sracl_ray.semantic.server import StopRequested, check_options, find_smollm2_gguf, start_server, stop_signals
 
+    check_options(args.engine, args.port, args.host, args.n_ctx, args.timeout, args.alias, args.n_threads,
+                  args.python)
     if args.engine == "vllm" and not args.model:
         raise ConfigError("llm serve: --engine vllm needs --model PATH (an HF-format model directory)")
     model = args.model or find_smollm2_gguf()
-    server = start_server(args.engine, model, port=args.port, host=args.host, n_ctx=args.n_ctx,
-                          timeout_s=args.timeout, alias=args.alias, n_threads=args.n_threads,
-                          python=args.python, log_path=args.log)
-    print(f"{args.engine} serving {model} as '{server.model}' on {server.base_url} (log: {server.log_path}); "
-          f"Ctrl-C stops it", flush=True)
-    try:
-        return server.process.wait()
-    except KeyboardInterrupt:
-        server.stop()
-        return 0
+    server = None
+    # SIGTERM/SIGINT/SIGHUP raise StopRequested (also during the start-up wait, which then stops
+    # the server itself); the finally below and an atexit hook in server.py stop it otherwise.
+    with stop_signals():
+        try:
+            server = start_server(args.engine, model, port=args.port, host=args.host, n_ctx=args.n_ctx,
+                                  timeout_s=args.timeout, alias=args.alias, n_threads=args.n_threads,
+                                  python=args.python, log_path=args.log)
+            print(f"{args.engine} serving {model} as '{server.model}' on {server.base_url} (log: {server.log_path}); "
+                  f"Ctrl-C or SIGTERM stops it", flush=True)
+            code = server.process.wait()
+            print(f"sracl-ray: llm serve: the server exited by itself with code {code} (log: {server.log_path})",
+                  file=sys.stderr, flush=True)
+            return code if code > 0 else 1
+        except StopRequested as e:
+            print(f"llm serve: {e}, stopping the server", flush=True)
+            return 0
+        finally:
+            if server is not None:
+                server.stop()
 
 
 def register(subparsers) -> None:
@@ -128,6 +163,9 @@ def register(subparsers) -> None:
         p = subparsers.add_parser(name, parents=[common], help=help_, description=help_)
         if name == "summarize":
             p.add_argument("--limit", type=int, help="ask for at most N prompts in this run")
+        if name == "neighbours":
+            p.add_argument("--stats", metavar="ARTIFACT_DIR", help="print the neighbour composition of an artifact "
+                           "(same-user and longer same-user shares per k) and exit")
         p.set_defaults(func=func)
     llm = subparsers.add_parser("llm", help="local LLM server")
     llm_sub = llm.add_subparsers(dest="llm_command", required=True)
@@ -135,11 +173,11 @@ def register(subparsers) -> None:
     serve.add_argument("--engine", choices=["llama.cpp", "vllm"], default="llama.cpp")
     serve.add_argument("--model", help="GGUF (llama.cpp; default: packaged SmolLM2-135M) or HF model dir (vllm)")
     serve.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--n-ctx", type=int, default=2048, help="context length")
+    serve.add_argument("--port", type=int, default=8000, help="TCP port, 1..65535 (must be free)")
+    serve.add_argument("--n-ctx", type=int, default=2048, help="context length (>= 1)")
     serve.add_argument("--n-threads", type=int, help="llama.cpp threads (default: its own)")
     serve.add_argument("--alias", default="smollm2-135m-instruct", help="model name clients send")
     serve.add_argument("--python", default="", help="interpreter with the engine installed (e.g. a vllm venv)")
-    serve.add_argument("--timeout", type=float, default=300, help="seconds to wait for the server")
+    serve.add_argument("--timeout", type=float, default=300, help="seconds to wait for the server (> 0)")
     serve.add_argument("--log", help="server log file (default: a temp file)")
     serve.set_defaults(func=cmd_llm_serve)

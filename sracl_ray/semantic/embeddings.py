@@ -16,6 +16,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from sracl_ray.errors import UserError
 from sracl_ray.semantic.neighbours import normalise, pick_device
 from sracl_ray.semantic.settings import EmbedConfig
 
@@ -89,7 +90,11 @@ def encode_texts(texts: Sequence[str], model: str = "", pooling: str = "mean", d
 
 
 class Embedder:
-    """Ray Data callable: loads the model once per actor, embeds one batch of (row, text)."""
+    """Ray Data callable: loads the model once per actor, embeds one batch of (row, text).
+
+    `device` is resolved here, inside the actor ("auto" -> the GPU Ray assigned it, if any): the
+    driver may run on a CPU-only head while the actors run on GPU workers.
+    """
 
     def __init__(self, model: str, pooling: str, device: str, batch_size: int, max_seq_length: int,
                  threads: int = 0):
@@ -107,24 +112,33 @@ class Embedder:
 
 def embed_texts(texts: Sequence[str], cfg: EmbedConfig = EmbedConfig(), progress: bool = True,
                 rows_per_block: int = 512) -> np.ndarray:
-    """[N, D] float32 unit rows for texts, computed by an actor pool in Ray Data (GPU if present)."""
+    """[N, D] float32 unit rows for texts, computed by an actor pool in Ray Data (GPU if present).
+
+    The bar moves once per block: blocks hold at most `rows_per_block` texts, fewer for small
+    inputs (about 100 blocks, never under one encoder batch) so that progress and ETA show early.
+    """
     import ray
     from tqdm.auto import tqdm
 
-    from sracl_ray.raytools import ensure_ray
-    from sracl_ray.semantic.raytools import blocks_of
+    from sracl_ray.raytools import ensure_ray, live_nodes
+    from sracl_ray.semantic.raytools import actor_resources, blocks_of
 
     ensure_ray()
-    device = pick_device(cfg.device)
-    gpu = device.startswith("cuda")
-    cpus = ray.cluster_resources().get("CPU", 1)
-    threads = 0 if gpu else max(1, int(cpus // cfg.actors))
+    use_gpu = cfg.device != "cpu" and ray.cluster_resources().get("GPU", 0) > 0
+    if cfg.device.startswith("cuda") and not use_gpu:
+        raise UserError(f"embed.device={cfg.device} but the Ray cluster has no GPU; use embed.device=auto or cpu")
+    res = actor_resources(live_nodes(), cfg.actors, use_gpu)
+    device = cfg.device if use_gpu else "cpu"  # resolved inside each actor (see Embedder)
     df = pd.DataFrame({"row": np.arange(len(texts), dtype=np.int64), "text": [str(t) for t in texts]})
-    ds = ray.data.from_pandas(blocks_of(df, rows_per_block)).map_batches(
+    block = max(1, min(rows_per_block, max(cfg.batch_size, -(-len(texts) // 100))))
+    ds = ray.data.from_pandas(blocks_of(df, block)).map_batches(
         Embedder, batch_size=None, batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=cfg.actors),
-        num_gpus=1 if gpu else 0, num_cpus=1 if gpu else threads,
+        num_gpus=res.num_gpus, num_cpus=res.num_cpus,
         fn_constructor_kwargs=dict(model=cfg.model, pooling=cfg.pooling, device=device,
-                                   batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length, threads=threads))
+                                   batch_size=cfg.batch_size, max_seq_length=cfg.max_seq_length, threads=res.threads))
+    log.info("embed: %d texts in blocks of %d on %d actor(s) of %g CPU, %g GPU with %s (the first block waits "
+             "for the model to load)", len(texts), block, cfg.actors, res.num_cpus, res.num_gpus,
+             cfg.model or "all-MiniLM-L6-v2")
     out: np.ndarray | None = None
     with tqdm(total=len(texts), desc="embed", unit="text", disable=not progress, dynamic_ncols=True) as bar:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):

@@ -20,20 +20,25 @@ import numpy as np
 import pandas as pd
 
 from sracl_ray.config import Config
-from sracl_ray.data.dataset import InteractionData
+from sracl_ray.data.dataset import ITEM_TEXT_COLUMNS, InteractionData, textless_items
 from sracl_ray.data.readers import SAMPLE_DIR, load_dataset
 from sracl_ray.data.split import Split, leave_one_out
+from sracl_ray.errors import UserError
 from sracl_ray.manifest import atomic_write, fingerprint_files, fingerprint_obj, is_fresh, read_manifest, write_manifest
-from sracl_ray.semantic.artifact import SemanticArtifact, save_artifact
-from sracl_ray.semantic.neighbours import topk_cosine
+from sracl_ray.semantic.artifact import SemanticArtifact, check_embeddings, load_npy, save_artifact, textless_entry
+from sracl_ray.semantic.neighbours import semantic_neighbours, textless_units, warn_textless
 from sracl_ray.semantic.prompts import build_records
 from sracl_ray.semantic.settings import PipelineConfig
 from sracl_ray.semantic.summaries import SummariesIncomplete, SummaryReport, collect_texts, run_summaries, with_keys
-from sracl_ray.semantic.units import build_units
+from sracl_ray.semantic.units import build_units, unit_histories
 
 log = logging.getLogger(__name__)
 SPLIT_ARRAYS = ("sample_user", "sample_len", "sample_hist", "sample_target", "valid_hist", "valid_target",
                 "test_hist", "test_target")
+
+
+class StageInputError(UserError):
+    """A stage's input is not there, not finished, unreadable or does not fit (the message names it)."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ def _finish(out: Path, stage: str, settings: dict, inputs: dict, **extra) -> Non
 def _fingerprint_of(path: Path, what: str) -> str:
     m = read_manifest(path)
     if not m or "fingerprint" not in m:
-        raise FileNotFoundError(f"{path}: no finished {what} stage (run `sracl-ray {what}` first)")
+        raise StageInputError(f"{path}: no finished {what} stage (run `sracl-ray {what}` first)")
     return m["fingerprint"]
 
 
@@ -82,7 +87,7 @@ def prepare(cfg: Config, out: str | Path) -> StageResult:
     items = data.items.copy()
     for col in items.columns:
         if col != "item":
-            items[col] = items[col].astype(str)
+            items[col] = items[col].fillna("").astype(str)
     atomic_write(out / "interactions.parquet", lambda p: data.interactions.to_parquet(p, index=False))
     atomic_write(out / "items.parquet", lambda p: items.to_parquet(p, index=False))
     for name in SPLIT_ARRAYS:
@@ -100,15 +105,25 @@ def load_prepared(path: str | Path) -> tuple[InteractionData, Split]:
     path = Path(path)
     m = read_manifest(path)
     if not m or m.get("stage") != "prepare":
-        raise FileNotFoundError(f"{path}: no finished prepare stage (run `sracl-ray prepare` first)")
+        raise StageInputError(f"{path}: no finished prepare stage (run `sracl-ray prepare` first)")
     info = m["dataset"]
-    data = InteractionData(info["name"], info["domain"], pd.read_parquet(path / "interactions.parquet"),
-                           pd.read_parquet(path / "items.parquet"))
-    arrays = {n: np.load(path / "split" / f"{n}.npy", allow_pickle=False) for n in SPLIT_ARRAYS}
+    data = InteractionData(info["name"], info["domain"],
+                           _read_stage_file(path / "interactions.parquet", pd.read_parquet),
+                           _read_stage_file(path / "items.parquet", pd.read_parquet))
+    load = lambda f: np.load(f, allow_pickle=False)  # noqa: E731
+    arrays = {n: _read_stage_file(path / "split" / f"{n}.npy", load) for n in SPLIT_ARRAYS}
     train_seqs = [np.zeros(0, np.int64)] + [s[:-2] for s in data.sequences[1:]]
     split = Split(max_len=int(info["max_len"]), n_items=data.n_items, n_users=data.n_users,
                   train_seqs=train_seqs, **arrays)
     return data, split
+
+
+def _read_stage_file(path: Path, read):
+    """read(path), or StageInputError naming the file when it is absent, truncated or corrupt."""
+    try:
+        return read(path)
+    except Exception as e:  # numpy: ValueError/EOFError; pyarrow: ArrowInvalid/OSError
+        raise StageInputError(f"{path}: unreadable ({type(e).__name__}: {e}); rerun the stage that writes it") from e
 
 
 # ---------------------------------------------------------------- summarize
@@ -133,6 +148,8 @@ def summarize(prepared: str | Path, out: str | Path, granularity: str, pipe: Pip
         return StageResult("summarize", out, True), None
     (out / "manifest.json").unlink(missing_ok=True)  # settings changed: not finished until rerun
     data, split = load_prepared(prepared)
+    log.info("summarize: building the prompts of the %s units (%d training prefixes) and %d items",
+             granularity, split.n_samples, split.n_items)
     records = prompt_records(data, split, granularity, pipe)
     atomic_write(out / "prompts.parquet", lambda p: records.to_parquet(p, index=False))
     report = run_summaries(records, s, out, progress=progress, limit=limit)
@@ -155,8 +172,8 @@ def embed(summaries: str | Path, out: str | Path, pipe: PipelineConfig, progress
     settings = {"model": e.model or "packaged:all-MiniLM-L6-v2", "pooling": e.pooling,
                 "max_seq_length": e.max_seq_length}
     if not (summaries / "prompts.parquet").exists():
-        raise FileNotFoundError(f"{summaries}: no prompts.parquet (run `sracl-ray summarize` first)")
-    records = pd.read_parquet(summaries / "prompts.parquet")
+        raise StageInputError(f"{summaries}: no prompts.parquet (run `sracl-ray summarize` first)")
+    records = _read_stage_file(summaries / "prompts.parquet", pd.read_parquet)
     texts = collect_texts(records, summaries)  # raises SummariesIncomplete, counting them
     inputs = {"summaries": _fingerprint_of(summaries, "summarize")}
     if is_fresh(out, settings, inputs):
@@ -182,33 +199,47 @@ def embed(summaries: str | Path, out: str | Path, pipe: PipelineConfig, progress
 
 def neighbours(prepared: str | Path, embeddings: str | Path, out: str | Path, granularity: str,
                pipe: PipelineConfig, progress: bool = True) -> StageResult:
-    """Top-K cosine neighbours of items and units -> the semantic artifact."""
+    """Top-K cosine neighbours of items and units -> the semantic artifact.
+
+    Items without text (title, brand, categories and description all empty: their prompt had no
+    attributes) and units none of whose items has text are left out of every neighbour list and
+    point to themselves (see semantic_neighbours); the manifest counts them.
+    """
     out, embeddings = Path(out), Path(embeddings)
     n = pipe.neighbours
     emb_m = read_manifest(embeddings) or {}
     settings = {"granularity": granularity, "max_k": n.max_k, "builder": "sracl-semantic-pipeline",
-                "embed": emb_m.get("settings", {})}
+                "embed": emb_m.get("settings", {}), "textless": "excluded"}
     inputs = {"prepared": _fingerprint_of(Path(prepared), "prepare"), "embeddings": _fingerprint_of(embeddings, "embed")}
     if is_fresh(out, settings, inputs):
         return StageResult("neighbours", out, True)
-    _, split = load_prepared(prepared)
+    data, split = load_prepared(prepared)
     units = build_units(split, granularity)
-    item_emb = np.load(embeddings / "item_emb.npy")
-    unit_emb = np.load(embeddings / "unit_emb.npy")
+    item_emb = load_npy(embeddings / "item_emb.npy", "emb")
+    unit_emb = load_npy(embeddings / "unit_emb.npy", "emb")
     if len(unit_emb) != len(units) or len(item_emb) != split.n_items + 1:
-        raise ValueError(f"{embeddings}: embeddings do not fit the prepared data ({len(unit_emb)} units, "
-                         f"{len(item_emb) - 1} items vs {len(units)}, {split.n_items}); rerun summarize/embed")
-    k_items, k_units = min(n.max_k, split.n_items - 1), min(n.max_k, len(units) - 1)
-    kw = dict(chunk=n.chunk, device=n.device, method=n.method, progress=progress)
-    item_nbrs = topk_cosine(item_emb, k_items, exclude=np.array([0]), **kw)
-    item_nbrs[0] = 0
-    unit_nbrs = topk_cosine(unit_emb, k_units, **kw)
-    art = SemanticArtifact(item_emb, unit_emb, item_nbrs, unit_nbrs, units,
+        raise StageInputError(f"{embeddings}: embeddings do not fit the prepared data ({len(unit_emb)} units, "
+                              f"{len(item_emb) - 1} items vs {len(units)}, {split.n_items}); rerun summarize/embed")
+    check_embeddings(embeddings / "item_emb.npy", item_emb, padding_row=True)
+    check_embeddings(embeddings / "unit_emb.npy", unit_emb, padding_row=False)
+    t_items = textless_items(data.items, ITEM_TEXT_COLUMNS)
+    t_items = t_items[(t_items >= 1) & (t_items <= split.n_items)]
+    warn_textless(t_items, split.n_items, f"{prepared}/items.parquet")
+    t_units = textless_units(unit_histories(split, units), t_items, split.n_items)
+    item_nbrs, unit_nbrs = semantic_neighbours(item_emb, unit_emb, t_items, t_units, n.max_k, chunk=n.chunk,
+                                               device=n.device, method=n.method, progress=progress)
+    art = SemanticArtifact(item_emb.astype(np.float32), unit_emb.astype(np.float32), item_nbrs, unit_nbrs, units,
                            {"stage": "semantic", "settings": settings, "inputs": inputs,
                             "fingerprint": fingerprint_obj({"settings": settings, "inputs": inputs}),
+                            "textless_items": textless_entry(t_items), "textless_units": textless_entry(t_units),
                             "provenance": {**emb_m.get("provenance", {}), "embed": emb_m.get("settings", {})}})
+    from sracl_ray.semantic.composition import composition_of  # who the neighbours are (same user?)
+
+    art.manifest["composition"] = composition_of(unit_nbrs, units)
     save_artifact(out, art)
-    return StageResult("neighbours", out, False, f"K={k_items} items, K={k_units} units")
+    detail = f"K={item_nbrs.shape[1]} items, K={unit_nbrs.shape[1]} units"
+    return StageResult("neighbours", out, False,
+                       detail + (f", {len(t_items)} items without text excluded" if len(t_items) else ""))
 
 
 def run_all(cfg: Config, pipe: PipelineConfig, out: str | Path, progress: bool = True) -> list[StageResult]:

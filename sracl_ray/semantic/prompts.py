@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sracl_ray.data.split import Split
+from sracl_ray.errors import UserError
 from sracl_ray.semantic.units import unit_histories
 
 
@@ -38,6 +39,7 @@ class Domain:
     past: str  # what users did with them: "purchased"
     present: str  # "buy"
     attributes_only: bool = False  # Yelp: item prompts carry attributes only (paper)
+    expert: str = ""  # "You are an expert in ..."; "" = the noun
 
 
 DOMAINS: dict[str, Domain] = {
@@ -47,6 +49,10 @@ DOMAINS: dict[str, Domain] = {
     "yelp": Domain("local businesses", "visited", "visit", attributes_only=True),
     "movies": Domain("movies", "watched", "watch"),
 }
+# Data whose name names none of the domains above (data.domain "" or "generic"): neutral wording,
+# never another dataset's domain.
+GENERIC = "generic"
+NEUTRAL = Domain("items", "interacted with", "choose", expert="recommendation and user preferences")
 
 # Known item columns in prompt order, with their labels; other text columns follow, title-cased.
 LABELS = {"title": "Title", "brand": "Brand", "categories": "Categories", "sales_rank": "Sales rank",
@@ -55,10 +61,16 @@ HIDDEN = {"item", "asin", "token", "business_id", "item_id", "sales_type"}
 
 
 def domain_of(name: str) -> Domain:
-    """The Domain for a name, or a clear error listing the valid ones."""
+    """The Domain for a name ("" or "generic": the neutral one), or an error listing the valid ones."""
+    if name in ("", GENERIC):
+        return NEUTRAL
     if name not in DOMAINS:
-        raise ValueError(f"data.domain: unknown domain {name!r}; valid: {', '.join(DOMAINS)}")
+        raise UserError(f"data.domain: unknown domain {name!r}; valid: {', '.join([*DOMAINS, GENERIC])}")
     return DOMAINS[name]
+
+
+def expert_in(domain: Domain) -> str:
+    return domain.expert or domain.noun
 
 
 def clean(value: object) -> str:
@@ -121,7 +133,7 @@ def item_titles(items: pd.DataFrame) -> np.ndarray:
 
 
 def user_system_prompt(domain: Domain) -> str:
-    return (f"You are an expert in {domain.noun}. Given the {domain.noun} a user has {domain.past}, "
+    return (f"You are an expert in {expert_in(domain)}. Given the {domain.noun} a user has {domain.past}, "
             f"oldest first, summarise this user's specific preferences in at most 100 words. "
             f"Reply with the summary only.")
 
@@ -174,10 +186,10 @@ def item_sequences(split: Split, n: int, max_items: int) -> dict[int, list[np.nd
 
 def item_system_prompt(domain: Domain) -> str:
     if domain.attributes_only:
-        return (f"You are an expert in {domain.noun}. Given one of them by its attributes, write a brief "
+        return (f"You are an expert in {expert_in(domain)}. Given one of them by its attributes, write a brief "
                 f"description of it and of the kind of users who {domain.present} it, in at most 100 words. "
                 f"Reply with the description only.")
-    return (f"You are an expert in {domain.noun}. Given an item's attributes and some sequences of "
+    return (f"You are an expert in {expert_in(domain)}. Given an item's attributes and some sequences of "
             f"{domain.noun} that users {domain.past} up to and including this item, write a brief "
             f"description of the item and of the kind of users who {domain.present} it, in at most "
             f"100 words. Reply with the description only.")

@@ -1,8 +1,9 @@
 """Typed, frozen settings of the semantic pipeline (prompts, summaries, embeddings, neighbours).
 
-They live beside the experiment config (sracl_ray/config.py) in the same YAML file and the same
-`--set` overrides, under their own top-level sections `prompts`, `summary`, `embed` and
-`neighbours`; unknown keys are errors, as everywhere.  Example:
+They live beside the experiment config in the same YAML file and the same `--set` overrides,
+under their own top-level sections `prompts`, `summary`, `embed` and `neighbours`; unknown keys
+are errors, as everywhere.  sracl_ray/config.py `load_all` reads both parts of a file; this
+module only defines and validates the pipeline part (it does not import config.py).  Example:
 
     sracl-ray semantic --set data.max_users=200 --set summary.backend=raw --out runs/sem
 """
@@ -10,10 +11,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping
 
-from sracl_ray.config import Config, ConfigError, _build, _with_line, from_dict, load_yaml, merge, parse_set, require
+from sracl_ray.configtools import _build, require
 from sracl_ray.semantic.prompts import PromptConfig
 
 BACKENDS = ("openai", "vllm", "raw")
@@ -112,29 +112,3 @@ def validate(p: PipelineConfig) -> PipelineConfig:
 def pipeline_from_dict(data: Mapping[str, Any] | None) -> PipelineConfig:
     """Build a validated PipelineConfig from {section: {key: value}} (unknown keys are errors)."""
     return validate(_build(PipelineConfig, data or {}, ""))
-
-
-def split_sections(data: Mapping[str, Any]) -> tuple[dict, dict]:
-    """(experiment-config part, pipeline part) of a nested mapping."""
-    core = {k: v for k, v in data.items() if k not in SECTIONS}
-    mine = {k: v for k, v in data.items() if k in SECTIONS}
-    return core, mine
-
-
-def load_all(path: str | Path | None = None, overrides: list[str] | None = None) -> tuple[Config, PipelineConfig]:
-    """defaults < YAML file < --set overrides, for both the experiment and the pipeline config."""
-    file_data = load_yaml(path) if path else {}
-    core_file, mine_file = split_sections(file_data)
-    if path:
-        try:
-            from_dict(core_file, where="")
-            pipeline_from_dict(mine_file)
-        except ConfigError as e:
-            raise _with_line(ConfigError(str(e).removeprefix(": ")), path) from None
-    core_set, mine_set = split_sections(parse_set(overrides))
-    cfg = from_dict(merge(core_file, core_set), where="overrides" if path else "config")
-    try:
-        pipe = pipeline_from_dict(merge(mine_file, mine_set))
-    except ConfigError as e:
-        raise ConfigError(f"{'overrides' if path else 'config'}: {e}") from None
-    return cfg, pipe

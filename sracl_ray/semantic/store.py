@@ -4,6 +4,8 @@ Answers are appended as small Parquet shards (one per finished batch, each writt
 a killed run loses at most its in-flight batches.  A failed, timed-out or empty answer is stored
 too, with its error, and counts as not done: the next run asks again.  `compact()` folds the
 shards into one `summaries.parquet` (latest answer per key, a success beating any failure).
+Everything written or read passes the secret scrubber (sracl_ray/secrets.py) once more, so an
+API key that a server echoed never reaches disk or the screen.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from sracl_ray.manifest import atomic_write
+from sracl_ray.secrets import scrubber
 
 COLUMNS = {"key": "string", "text": "string", "error": "string", "completion_tokens": "int64",
            "prompt_tokens": "int64", "finish_reason": "string", "model": "string", "created": "float64"}
@@ -45,6 +48,25 @@ def normalise_answers(df: pd.DataFrame) -> pd.DataFrame:
     return df.astype(COLUMNS)
 
 
+def _scrub_column(values: pd.Series, patterns: bool = True) -> pd.Series:
+    """Scrub each distinct non-empty value once (sracl_ray/secrets.py)."""
+    scrub = scrubber(patterns=patterns)
+    clean = {v: scrub(v) for v in values.dropna().unique() if v}
+    return values.map(lambda v: clean.get(v, v))
+
+
+def scrub_answers(df: pd.DataFrame) -> pd.DataFrame:
+    """The last line of defence: no API key or credential in what is stored or shown.
+
+    Errors, models and finish reasons lose every credential-looking value; answer texts lose only
+    the known secrets themselves (a summary is not rewritten for looking like `token: x`)."""
+    df = df.copy()
+    for col in ("error", "model", "finish_reason"):
+        df[col] = _scrub_column(df[col])
+    df["text"] = _scrub_column(df["text"], patterns=False)
+    return df.astype({c: COLUMNS[c] for c in ("error", "model", "finish_reason", "text")})
+
+
 class SummaryStore:
     """A directory of answer shards plus a compacted `summaries.parquet`."""
 
@@ -55,7 +77,7 @@ class SummaryStore:
 
     def write_shard(self, answers: pd.DataFrame) -> Path:
         """Append answers as one new shard (atomic: a shard is either absent or complete)."""
-        df = normalise_answers(answers)
+        df = scrub_answers(normalise_answers(answers))
         df["created"] = time.time()
         path = self.shards / f"part-{time.time_ns()}-{os.getpid()}.parquet"
         atomic_write(path, lambda p: df.to_parquet(p, index=False))
@@ -70,7 +92,7 @@ class SummaryStore:
                  + self._shard_files()]
         if not parts:
             return normalise_answers(pd.DataFrame(columns=list(COLUMNS)))
-        df = pd.concat(parts, ignore_index=True).astype(COLUMNS)
+        df = scrub_answers(pd.concat(parts, ignore_index=True).astype(COLUMNS))  # also stores from older versions
         df["_ok"] = df["error"] == ""
         df = df.sort_values(["_ok", "created"], kind="stable").drop_duplicates("key", keep="last")
         return df.drop(columns="_ok").sort_values("key").reset_index(drop=True)

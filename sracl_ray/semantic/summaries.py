@@ -51,10 +51,11 @@ def with_keys(records: pd.DataFrame, cfg: SummaryConfig) -> pd.DataFrame:
     return records.assign(key=keys)
 
 
-def _progress(total: int, enabled: bool):
+def _progress(total: int, done: int, enabled: bool):
+    """rows/s and the ETA count only this run's answers (`initial`), not the ones already stored."""
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc="summaries", unit="row", disable=not enabled, dynamic_ncols=True)
+    return tqdm(total=total, initial=done, desc="summaries", unit="row", disable=not enabled, dynamic_ncols=True)
 
 
 def run_summaries(records: pd.DataFrame, cfg: SummaryConfig, store_dir: str | Path,
@@ -72,8 +73,7 @@ def run_summaries(records: pd.DataFrame, cfg: SummaryConfig, store_dir: str | Pa
              len(todo), cfg.backend)
     tokens, start = 0, time.time()
     if len(todo):
-        bar = _progress(len(unique), progress)
-        bar.update(already)
+        bar = _progress(len(unique), already, progress)
         for answers in BACKENDS[cfg.backend](todo, cfg):
             store.write_shard(answers)
             tokens += int(answers["completion_tokens"].sum()) if "completion_tokens" in answers else 0

@@ -18,7 +18,9 @@ def register(subparsers) -> None:
         "to DIR/trials/, rows to the results store DIR/results/, TensorBoard logs to DIR/tune/. "
         "DIR must be on a filesystem every node sees. Resume a killed run with `sracl-ray sweep resume DIR`."))
     run.add_argument("experiment", help="experiments/*.yaml")
-    run.add_argument("--storage", required=True, help="the sweep's directory (must not hold a sweep yet)")
+    run.add_argument("--storage", required=True,
+                     help="the sweep's directory (one holding finished trials is refused: resume it or --overwrite)")
+    run.add_argument("--overwrite", action="store_true", help="replace a sweep already in --storage")
     run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override the experiment's base config (repeatable)")
     run.add_argument("--smoke", action="store_true", help="2 trials x 2 epochs on the packaged sample")
@@ -49,8 +51,21 @@ def register(subparsers) -> None:
     rep.set_defaults(func=_reproduce)
 
 
+def _local_storage(storage: str) -> str:
+    """Storage URIs (s3://, gs://) are not supported yet: refuse them rather than write to a local
+    dir named 's3:'."""
+    if "://" in storage:
+        from sracl_ray.config import ConfigError
+
+        raise ConfigError(f"--storage {storage}: storage URIs are not supported yet; give a path on a filesystem "
+                          f"every node mounts (cluster.yaml: EFS at /mnt/shared)")
+    return storage
+
+
 def _report(outcome) -> None:
     print(f"{outcome.storage}: {outcome.n_trials} trials, {outcome.n_finished} finished, {outcome.n_errored} errored")
+    for trial_id, error in sorted(outcome.errors.items()):
+        print(f"  error in trial {trial_id}: {error}")
     if outcome.best:
         metric = next(k for k in outcome.best if k not in ("trial_id", "config"))
         print(f"  best {metric} = {outcome.best[metric]:.4f}  trial {outcome.best['trial_id']}  {outcome.best['config']}")
@@ -61,11 +76,13 @@ def _run(args: argparse.Namespace) -> int:
     from sracl_ray.sweeps import experiment as E
     from sracl_ray.sweeps.runner import run_sweep
 
+    _local_storage(args.storage)
     exp = E.load_experiment(args.experiment, args.set)
     if args.smoke:
         exp = E.shrink_for_smoke(exp)
     outcome = run_sweep(exp, args.storage, mlflow_uri=args.mlflow_uri, write=print, address=args.address,
-                        num_cpus=args.num_cpus, smoke=args.smoke, progress_every_s=args.progress_every)
+                        num_cpus=args.num_cpus, smoke=args.smoke, progress_every_s=args.progress_every,
+                        overwrite=args.overwrite)
     _report(outcome)
     return 0 if outcome.ok else 1
 
@@ -73,7 +90,7 @@ def _run(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from sracl_ray.sweeps.runner import resume_sweep
 
-    outcome = resume_sweep(args.storage, restart_errored=args.restart_errored, address=args.address,
+    outcome = resume_sweep(_local_storage(args.storage), restart_errored=args.restart_errored, address=args.address,
                            num_cpus=args.num_cpus)
     _report(outcome)
     return 0 if outcome.ok else 1
@@ -82,6 +99,7 @@ def _resume(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from sracl_ray.sweeps.reproduce import experiments_dir, reproduce
 
+    _local_storage(args.storage)
     only = [s.strip() for s in args.only.split(",")] if args.only else None
     outcomes = reproduce(args.storage, experiments_dir(args.experiments), smoke=args.smoke, only=only, write=print,
                          address=args.address, num_cpus=args.num_cpus, mlflow_uri=args.mlflow_uri,

@@ -32,7 +32,6 @@ from typing import Any, Mapping
 from sracl_ray import config as C
 from sracl_ray.config import Config, ConfigError
 
-METRIC_RE = re.compile(r"^valid/(hr|ndcg|mrr)@\d+$")
 SPACE_TYPES = ("uniform", "loguniform", "quniform", "randint", "choice")
 _MAX_VALIDATED_POINTS = 20_000
 
@@ -41,6 +40,11 @@ _MAX_VALIDATED_POINTS = 20_000
 class Resources:
     cpus: float = 1.0
     gpus: float = 0.0
+    # gpus > 0 on a cluster that shows no GPU yet (workers still booting after `ray up`): wait this
+    # many seconds for a GPU node to join before falling back to CPU-only trials.
+    gpu_wait_s: float = 300.0
+    # true: never fall back to CPU; no GPU after gpu_wait_s is an error.
+    require_gpu: bool = False
 
 
 @dataclass(frozen=True)
@@ -192,18 +196,24 @@ def _build_search(raw: Any, path: str) -> Search:
 
 
 def _build_resources(raw: Any, path: str) -> Resources:
-    _check_keys(raw, ["cpus", "gpus"], path, "resources.")
+    _check_keys(raw, [f.name for f in dataclasses.fields(Resources)], path, "resources.")
     r = Resources(**{k: raw[k] for k in raw})
-    for key in ("cpus", "gpus"):
+    for key in ("cpus", "gpus", "gpu_wait_s"):
         v = getattr(r, key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ConfigError(f"{_where(path, f'resources.{key}')}: must be a number, got {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), -float("inf")):
+            raise ConfigError(f"{_where(path, f'resources.{key}')}: must be a finite number, got {v!r}")
     if r.cpus <= 0:
         raise ConfigError(f"{_where(path, 'resources.cpus')}: must be > 0, got {r.cpus}")
     if r.gpus < 0 or (r.gpus > 1 and not float(r.gpus).is_integer()):
         raise ConfigError(f"{_where(path, 'resources.gpus')}: must be a fraction in [0, 1] or a whole number, "
                           f"got {r.gpus}")
-    return Resources(float(r.cpus), float(r.gpus))
+    if r.gpu_wait_s < 0:
+        raise ConfigError(f"{_where(path, 'resources.gpu_wait_s')}: must be >= 0 seconds, got {r.gpu_wait_s}")
+    if not isinstance(r.require_gpu, bool):
+        raise ConfigError(f"{_where(path, 'resources.require_gpu')}: must be true or false, got {r.require_gpu!r}")
+    if r.require_gpu and r.gpus == 0:
+        raise ConfigError(f"{_where(path, 'resources.require_gpu')}: true needs resources.gpus > 0")
+    return Resources(float(r.cpus), float(r.gpus), float(r.gpu_wait_s), r.require_gpu)
 
 
 def validate_points(exp: Experiment) -> None:
@@ -253,9 +263,12 @@ def from_dict(raw: Mapping[str, Any], source: str = "experiment") -> Experiment:
     except ConfigError as e:
         raise _base_error(e, source) from None
     metric, mode = raw.get("metric", "valid/ndcg@20"), raw.get("mode", "max")
-    if not isinstance(metric, str) or not METRIC_RE.match(metric):
+    if not isinstance(metric, str) or not metric.startswith("valid/"):
         raise ConfigError(f"{_where(source, 'metric')}: must be a validation metric such as valid/ndcg@20 "
                           f"(never tune or select on test), got {metric!r}")
+    if metric not in C.metric_names("valid"):  # checked before Ray starts, not after an epoch
+        raise ConfigError(f"{_where(source, 'metric')}: {metric!r} is not a metric the engine reports; "
+                          f"one of {', '.join(C.metric_names('valid'))}")
     if mode not in ("max", "min"):
         raise ConfigError(f"{_where(source, 'mode')}: must be max or min, got {mode!r}")
     mct, mf = raw.get("max_concurrent_trials"), raw.get("max_failures", 2)
@@ -305,10 +318,16 @@ def prepare_groups(exp: Experiment) -> dict[str, Config]:
     return groups
 
 
+# semantic settings applied when the prepared inputs are moved to the device (training/inputs.py),
+# so trials that differ only in these share one prepared input
+DEVICE_ONLY_SEMANTIC = ("normalize", "exclude_same_user")
+
+
 def prepare_key(cfg: Config) -> str:
     """Trials with equal data and semantic sections share one prepared input."""
     d = C.to_dict(cfg)
-    return json.dumps({"data": d["data"], "semantic": d["semantic"]}, sort_keys=True, default=str)
+    semantic = {k: v for k, v in d["semantic"].items() if k not in DEVICE_ONLY_SEMANTIC}
+    return json.dumps({"data": d["data"], "semantic": semantic}, sort_keys=True, default=str)
 
 
 def shrink_for_smoke(exp: Experiment, max_users: int = 60, epochs: int = 2, trials: int = 2,

@@ -23,7 +23,7 @@ def experiments_dir(given: str | None = None) -> Path:
                                                Path(sracl_ray.__file__).resolve().parents[1] / "experiments"]):
         if cand.is_dir():
             return cand
-    raise FileNotFoundError(f"no experiments dir found (looked for {given or './experiments'}); pass --experiments")
+    raise E.ConfigError(f"--experiments: no experiments dir found (looked for {given or './experiments'})")
 
 
 def is_experiment_file(path: Path) -> bool:

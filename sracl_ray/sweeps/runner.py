@@ -21,13 +21,15 @@ import json
 import logging
 import shutil
 import os
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from sracl_ray.config import ConfigError
 from sracl_ray.manifest import atomic_write_text, code_version
 from sracl_ray.sweeps import experiment as E
+from sracl_ray.sweeps.state_guard import check_private, check_private_file
 from sracl_ray.sweeps.trainable import Engine, TrialSpec, default_engine, sweep_trial
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,7 @@ class SweepOutcome:
     n_finished: int
     n_errored: int
     best: dict[str, Any] | None  # {trial_id, metric value, config sample}
+    errors: dict[str, str] = field(default_factory=dict)  # errored trial id -> its error, one line
 
     @property
     def ok(self) -> bool:
@@ -61,15 +64,49 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: 
     ensure_ray(num_cpus, address=address, num_gpus=num_gpus)
 
 
-def effective_gpus(requested: float) -> float:
-    """Requested GPUs per trial, or 0 (CPU-only) when the cluster has no GPU at all."""
+GPU_WAIT_POLL_S = 1.0  # how often the cluster is asked whether a GPU node has joined
+GPU_WAIT_LINE_S = 30.0  # a progress line while waiting, this often
+
+
+def cluster_gpus() -> float:
     import ray
 
-    if requested > 0 and ray.cluster_resources().get("GPU", 0) == 0:
-        log.warning("resources.gpus=%s but the Ray cluster has no GPU: running trials CPU-only "
-                    "(on an autoscaling cluster give the GPU worker type min_workers >= 1)", requested)
+    return float(ray.cluster_resources().get("GPU", 0))
+
+
+def effective_gpus(requested: float, wait_s: float = 0.0, require: bool = False,
+                   line_every_s: float = GPU_WAIT_LINE_S) -> float:
+    """GPUs per trial: `requested` once the cluster shows a GPU, else 0 (CPU-only, with a warning).
+
+    Right after `ray up` the GPU workers are still booting, so a cluster without a GPU is watched
+    for up to `wait_s` seconds (a log line every `line_every_s`) before falling back.  With
+    `require` there is no fallback: a ConfigError once the wait is over.
+    """
+    if requested <= 0:
         return 0.0
-    return requested
+    start = last = time.monotonic()
+    if cluster_gpus() == 0 and wait_s > 0:
+        log.warning("resources.gpus=%g but the Ray cluster shows no GPU yet: waiting up to %g s "
+                    "(resources.gpu_wait_s) for a GPU node to join", requested, wait_s)
+        while cluster_gpus() == 0 and (left := wait_s - (time.monotonic() - start)) > 0:
+            time.sleep(min(GPU_WAIT_POLL_S, left))
+            if time.monotonic() - last >= line_every_s:
+                last = time.monotonic()
+                log.warning("still no GPU in the Ray cluster after %.0f s of %g s", last - start, wait_s)
+    waited = time.monotonic() - start
+    if cluster_gpus() > 0:
+        if waited >= GPU_WAIT_POLL_S:
+            log.warning("a GPU node joined after %.0f s: trials get %g GPU each", waited, requested)
+        return requested
+    if require:
+        raise ConfigError(f"resources.require_gpu: the Ray cluster shows no GPU after {waited:.0f} s "
+                          f"(resources.gpu_wait_s={wait_s:g}); start GPU workers (cluster.yaml: worker.gpu "
+                          f"min_workers >= 1), wait longer, or set resources.require_gpu=false to allow "
+                          f"CPU-only trials")
+    log.warning("resources.gpus=%g but the Ray cluster has no GPU%s: running trials CPU-only "
+                "(on an autoscaling cluster give the GPU worker type min_workers >= 1, or raise "
+                "resources.gpu_wait_s)", requested, f" after {waited:.0f} s" if wait_s > 0 else "")
+    return 0.0
 
 
 def param_space(exp: E.Experiment) -> dict[str, Any]:
@@ -111,7 +148,7 @@ def prepare_shared(exp: E.Experiment, engine: Engine) -> dict[str, Any]:
 
     refs = {}
     for key, cfg in E.prepare_groups(exp).items():
-        log.info("preparing inputs for %s", cfg.data.name)
+        log.info("preparing inputs for %s", E.C.dataset_label(cfg.data))
         refs[key] = ray.put(engine.prepare(cfg))
     return refs
 
@@ -121,7 +158,23 @@ def build_trainable(exp: E.Experiment, storage: Path, engine: Engine, refs: dict
 
     spec = TrialSpec(experiment=exp.name, base=E.C.to_dict(exp.base_config()), storage=str(storage))
     trainable = tune.with_parameters(sweep_trial, prepared=refs, spec=spec, engine=engine)
-    return tune.with_resources(trainable, {"cpu": exp.resources.cpus, "gpu": effective_gpus(exp.resources.gpus)})
+    r = exp.resources
+    return tune.with_resources(trainable, {"cpu": r.cpus, "gpu": effective_gpus(r.gpus, r.gpu_wait_s, r.require_gpu)})
+
+
+def check_inputs_exist(exp: E.Experiment) -> None:
+    """Every data.path the sweep can visit exists here, before Ray starts.
+
+    The driver reads the data once and ships the prepared inputs to the trials through Ray's object
+    store, so the path must exist on the machine running the driver (the head node on a cluster).
+    Storage URIs (scheme://...) are left to the reader.
+    """
+    for cfg in E.prepare_groups(exp).values():
+        path = cfg.data.path
+        if path and "://" not in str(path) and not Path(path).expanduser().exists():
+            where = E._where(exp.source, "base.data.path") if exp.source else "data.path"
+            raise ConfigError(f"{where}: {path} does not exist on this machine (the driver reads the data); "
+                              f"point it at the dataset with --set data.path=DIR")
 
 
 def write_spec(storage: Path, exp: E.Experiment, smoke: bool) -> None:
@@ -147,7 +200,11 @@ def summarize(results, exp: E.Experiment, storage: Path) -> SweepOutcome:
         r = pick(scored, key=lambda r: r.metrics[exp.metric])
         best = {"trial_id": r.metrics.get("trial_id"), exp.metric: r.metrics[exp.metric],
                 "config": {k: v for k, v in (r.config or {}).items()}}
-    return SweepOutcome(storage, len(results), len(finished), len(errored), best)
+    from sracl_ray.sweeps.tracking import error_line
+
+    errors = {(r.metrics or {}).get("trial_id") or Path(str(r.path)).name.removeprefix("trial_"): error_line(r.error)
+              for r in errored}
+    return SweepOutcome(storage, len(results), len(finished), len(errored), best, errors)
 
 
 def _run_config(exp: E.Experiment, storage: Path, callbacks: list):
@@ -170,19 +227,48 @@ def _quiet_tune() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
+def claim_storage(storage: Path, overwrite: bool = False) -> None:
+    """Make `storage` ready for a new sweep, or refuse with what to do instead.
+
+    A dir holding a sweep with finished trials (rows in its results store) is refused: resume it,
+    or pass overwrite to replace it.  A sweep that ended before any trial finished (a crash at
+    start, a bad input) leaves nothing worth keeping, so its files are replaced.  Only this
+    tool's own entries (sweep.json, tune/, trials/, results/) are ever removed.
+    """
+    from sracl_ray.results.store import RESULTS_DIRNAME, TRIAL_GLOB
+    from sracl_ray.sweeps.trainable import TRIALS_DIRNAME
+
+    if storage.exists() and not storage.is_dir():
+        raise ConfigError(f"--storage {storage}: exists and is not a directory")
+    ours = [storage / n for n in (SPEC_FILENAME, TUNE_DIRNAME, TRIALS_DIRNAME, RESULTS_DIRNAME)]
+    if not any(p.exists() for p in ours):
+        return
+    finished = len(list((storage / RESULTS_DIRNAME).glob(TRIAL_GLOB)))
+    if finished and not overwrite:
+        raise ConfigError(f"--storage {storage} already holds a sweep with {finished} finished trial(s); continue "
+                          f"it with `sracl-ray sweep resume {storage}`, or replace it with --overwrite")
+    log.warning("%s: replacing an earlier sweep's files (%s)", storage,
+                "--overwrite" if finished else "no trial of it had finished")
+    for p in ours:
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
 def run_sweep(exp: E.Experiment, storage: str | Path, *, engine: Engine | None = None,
               mlflow_uri: str | None = None, write: Callable[[str], None] | None = None,
               address: str | None = None, num_cpus: int | None = None, smoke: bool = False,
-              progress_every_s: float = 30.0) -> SweepOutcome:
-    """Start a new sweep in `storage` (refuses a dir that already holds one: use resume_sweep)."""
+              progress_every_s: float = 30.0, overwrite: bool = False) -> SweepOutcome:
+    """Start a new sweep in `storage` (see claim_storage for a dir that already holds one)."""
     from ray import tune
 
     from sracl_ray.sweeps.tracking import Progress, tracking_callbacks
 
+    check_inputs_exist(exp)  # a one-line error now, not after Ray has started
     _quiet_tune()
     storage = Path(storage).expanduser().resolve()
-    if (storage / TUNE_DIRNAME / "tuner.pkl").exists():
-        raise ConfigError(f"{storage} already holds a sweep; continue it with `sracl-ray sweep resume {storage}`")
+    claim_storage(storage, overwrite)
     storage.mkdir(parents=True, exist_ok=True)
     engine = engine or default_engine()
     write_spec(storage, exp, smoke)
@@ -202,31 +288,74 @@ def run_sweep(exp: E.Experiment, storage: str | Path, *, engine: Engine | None =
     return summarize(tuner.fit(), exp, storage)
 
 
-STATE_FILES = ("experiment_state-*.json", "search_gen_state-*.json", "searcher-state-*.pkl")
+# Tune's saved state: the trials, the search algorithm (the variant generator for grids; the
+# searcher wrapper and the pickled searcher, e.g. the Optuna study) and nothing else.
+STATE_FILES = ("experiment_state-*.json", "basic-variant-state-*.json", "search_gen_state-*.json",
+               "searcher-state-*.pkl")
+
+
+def _stamp(name: str) -> str:
+    """The run's start time in a state file name: experiment_state-2026-11-30_17-45-01.json -> 2026-11-30_17-45-01."""
+    return name.rsplit(".", 1)[0][-19:]
 
 
 def repair_state_files(tune_dir: Path, staging_root: Path | None = None) -> list[Path]:
-    """Replace state files that a killed driver left truncated with Ray's complete staged copies.
+    """Replace state files that a killed driver left truncated with Ray's staged copies.
 
-    Ray writes its experiment/searcher state atomically in a local staging dir, then copies it to
-    the storage dir non-atomically; a SIGKILL during that copy leaves an empty or cut file (seen:
-    a 0-byte search_gen_state, after which Tune restores an Optuna searcher without its space).
-    The staged copy of the same file (its name carries the run's start time) is still complete.
+    Ray writes its experiment/searcher state in a local staging dir, then copies it to the storage
+    dir; a SIGKILL during that copy leaves an empty or cut file (seen: a 0-byte search_gen_state,
+    after which Tune restores an Optuna searcher without its space).  The staged copy of the same
+    file (its name carries the run's start time) is complete.  The staged copies of the run's
+    other state files are restored with it: state files of different moments disagree (seen: an
+    older variant-generator state beside a newer experiment state made a grid trial run twice).
     """
-    staging_root = staging_root or Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray"
-    repaired = []
+    roots = [staging_root] if staging_root else staging_roots()
+    sources: dict[str, Path] = {}  # run start time -> the staged dir to restore that run's state from
     for pattern in STATE_FILES:
         for stored in tune_dir.glob(pattern):
-            staged = [p for p in staging_root.glob(f"session_*/artifacts/*/{tune_dir.name}/driver_artifacts/{stored.name}")
+            staged = [p for root in roots
+                      for p in root.glob(f"session_*/artifacts/*/{tune_dir.name}/driver_artifacts/{stored.name}")
                       if p.stat().st_size > stored.stat().st_size]
             if staged:
                 best = max(staged, key=lambda p: p.stat().st_mtime)
-                shutil.copyfile(best, stored)
-                repaired.append(stored)
+                sources.setdefault(_stamp(stored.name), best.parent)
             elif stored.stat().st_size == 0:
                 raise ConfigError(f"{stored} is empty (the driver was killed while writing it) and no staged "
-                                  f"copy was found under {staging_root}; this sweep cannot be resumed exactly")
+                                  f"copy was found under {', '.join(map(str, roots))}; this sweep cannot be "
+                                  f"resumed exactly")
+    repaired = []
+    for stamp, src in sources.items():
+        for pattern in STATE_FILES:
+            for staged in sorted(src.glob(pattern)):
+                if _stamp(staged.name) == stamp and staged.stat().st_size > 0:
+                    check_private_file(staged)  # a staged copy in a shared temp dir is as untrusted as the state
+                    shutil.copyfile(staged, tune_dir / staged.name)
+                    repaired.append(tune_dir / staged.name)
     return repaired
+
+
+def staging_roots() -> list[Path]:
+    """Every dir where Ray may have staged a driver's files (its temp dir, holding session_*/).
+
+    The connected Ray's own temp dir first (a cluster started with `ray start --temp-dir` or
+    `ray.init(_temp_dir=...)`), then Ray's defaults: $RAY_TMPDIR/ray, $TMPDIR/ray, /tmp/ray.
+    """
+    roots: list[Path] = []
+    try:
+        import ray
+
+        node = ray._private.worker._global_node if ray.is_initialized() else None
+        if node is not None:
+            roots.append(Path(node.get_session_dir_path()).parent)
+    except Exception:  # noqa: BLE001 - a private Ray API: the defaults below still apply
+        log.debug("no session dir from the connected Ray", exc_info=True)
+    roots += [Path(os.environ[v]) / "ray" for v in ("RAY_TMPDIR", "TMPDIR") if os.environ.get(v)]
+    roots.append(Path("/tmp/ray"))
+    unique: list[Path] = []
+    for root in roots:
+        if root not in unique:
+            unique.append(root)
+    return unique
 
 
 def resume_sweep(storage: str | Path, *, engine: Engine | None = None, restart_errored: bool = False,
@@ -240,15 +369,36 @@ def resume_sweep(storage: str | Path, *, engine: Engine | None = None, restart_e
     storage = Path(storage).expanduser().resolve()
     exp = read_spec(storage)
     tune_dir = storage / TUNE_DIRNAME
+    check_private(tune_dir)  # Tune unpickles this state: refuse files someone else could have written
     if not tune.Tuner.can_restore(str(tune_dir)):
         raise ConfigError(f"{tune_dir}: no restorable Tune state (the sweep never started?); "
                           f"start it again with `sracl-ray sweep run ... --storage {storage}`")
+    init_ray(address, num_cpus)  # before the repair: the connected Ray's temp dir holds the staged copies
     for path in repair_state_files(tune_dir):
         log.warning("restored %s from Ray's staged copy (the killed driver left it truncated)", path)
     engine = engine or default_engine()
-    init_ray(address, num_cpus)
     refs = prepare_shared(exp, engine)  # object refs do not survive the old driver: put them again
     trainable = build_trainable(exp, storage, engine, refs)
     results = tune.Tuner.restore(str(tune_dir), trainable=trainable, resume_unfinished=True,
                                  resume_errored=not restart_errored, restart_errored=restart_errored).fit()
+    drop_orphan_trial_dirs(tune_dir, results)
     return summarize(results, exp, storage)
+
+
+def drop_orphan_trial_dirs(tune_dir: Path, results) -> list[Path]:
+    """Remove the empty trial dirs that no trial of the finished run uses.
+
+    A trial the killed driver had just started, before its dir name reached the saved state, is
+    restored under a new name when the new driver runs on the same cluster (Tune finds the old
+    name in the Ray session's staging dir and appends a suffix), leaving the old dir empty.
+    """
+    used = {Path(str(r.path)).name for r in results if r.path}
+    dropped = []
+    for d in sorted(tune_dir.glob("trial_*")):
+        if d.is_dir() and d.name not in used and not any(d.iterdir()):
+            d.rmdir()
+            dropped.append(d)
+    if dropped:
+        log.info("removed %d empty trial dir(s) left by the killed driver: %s", len(dropped),
+                 ", ".join(d.name for d in dropped))
+    return dropped

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
+from pathlib import Path
 from typing import Any, Callable
 
 from ray.tune import Callback
@@ -12,6 +14,57 @@ log = logging.getLogger(__name__)
 
 def print_line(line: str) -> None:
     print(line, flush=True)
+
+
+MAX_ERROR_CHARS = 300
+_NODE_LOST = re.compile(r"node (was terminated|died|is dead|has died)", re.I)
+_EXC_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)(\(\w+\))?: ")
+
+
+def cause_of(exc: BaseException) -> BaseException:
+    """The user's exception inside Ray's RayTaskError(X) wrapper, which hides X's attributes
+    (an OSError's filename among them)."""
+    for _ in range(8):
+        inner = getattr(exc, "cause", None) if type(exc).__name__.startswith("RayTaskError") else None
+        if not isinstance(inner, BaseException):
+            break
+        exc = inner
+    return exc
+
+
+def error_line(exc: BaseException) -> str:
+    """One line for an exception: an OSError keeps its path (`path: strerror`)."""
+    from sracl_ray.errors import one_line
+
+    cause = cause_of(exc)
+    if isinstance(cause, OSError) and cause.filename:
+        text = f"{cause.filename}: {cause.strerror or cause}"
+    else:
+        text = f"{type(cause).__name__}: {cause}"
+        last = [ln for ln in str(cause).splitlines() if _EXC_LINE.match(ln.strip())]
+        text = last[-1].strip() if last else text  # a traceback text: its final `XError: ...` line
+    text = one_line(text)
+    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 3] + "..."
+
+
+def trial_error_line(trial: Any) -> str:
+    """The last failure Tune recorded for a trial (its error.txt), as one line; '' if none."""
+    from sracl_ray.errors import one_line
+
+    try:
+        text = Path(trial.error_file).read_text() if getattr(trial, "error_file", None) else ""
+    except OSError:
+        return ""
+    block = re.split(r"^Failure # \d+.*$", text, flags=re.M)[-1]
+    lines = [ln.strip() for ln in block.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    exc_lines = [ln for ln in lines if _EXC_LINE.match(ln)]
+    line = one_line(exc_lines[-1] if exc_lines else lines[0])
+    lost = [ln for ln in lines if _NODE_LOST.search(ln)]  # a lost node: say so, not just "actor died"
+    if lost and not exc_lines:
+        line = f"{line.rstrip('.')}: {one_line(lost[-1])}"
+    return line if len(line) <= MAX_ERROR_CHARS else line[:MAX_ERROR_CHARS - 3] + "..."
 
 
 class Progress(Callback):
@@ -70,7 +123,14 @@ class Progress(Callback):
         self._emit(trials, f"done {trial.trial_id}")
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        self._emit(trials, f"error {trial.trial_id}")
+        why = trial_error_line(trial)
+        self._emit(trials, f"error {trial.trial_id}" + (f": {why}" if why else ""))
+
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        """A failed trial (an error, or its node lost) that Tune retries from its last checkpoint."""
+        why = trial_error_line(trial)
+        failures = getattr(trial, "num_failures", 0)
+        self._emit(trials, f"retry {trial.trial_id} (failure {failures})" + (f": {why}" if why else ""))
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         if time.monotonic() - self._last >= self.every_s:

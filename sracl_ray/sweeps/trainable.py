@@ -6,6 +6,11 @@ final report, and appends the trial's row to the results store.  On a retry or a
 Tune hands back the last reported checkpoint; it is copied into the trial's output dir so that
 fit(resume=True) continues from that epoch.  A trial whose result.json already matches its config
 (its driver died after it finished) is not trained again: its final metrics are re-reported.
+
+Tune's record of a retried trial stays continuous: fit() saves its checkpoint before it reports
+the epoch, so a node lost between the two leaves fit() one epoch ahead of Tune's last marker.
+Before fit() continues, the epochs Tune never saw are reported from fit()'s stored history
+(`replay_missed`): no gap and no repeat in the trial's epochs and training iterations.
 """
 from __future__ import annotations
 
@@ -19,12 +24,16 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from sracl_ray import config as C
+from sracl_ray.errors import NonFiniteError
+from sracl_ray.manifest import atomic_write_text
 from sracl_ray.results import store
 from sracl_ray.sweeps.experiment import prepare_key, trial_config
 
 log = logging.getLogger(__name__)
 
 TRIALS_DIRNAME = "trials"
+MARKER_FILENAME = "epoch.json"  # a Tune checkpoint: {"epoch": N, "final": bool}
+DIVERGED_FILENAME = "diverged.json"  # a trial whose loss went non-finite: retries fail fast
 
 
 @dataclass(frozen=True)
@@ -67,7 +76,22 @@ def finished_result(out_dir: Path, cfg: C.Config) -> dict | None:
         result = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return result if result.get("config") == _plain(C.to_dict(cfg)) else None
+    ok = result.get("config") == _plain(C.to_dict(cfg)) and result.get("status", "ok") == "ok"
+    return result if ok else None
+
+
+def diverged_before(out_dir: Path, cfg: C.Config) -> str | None:
+    """The error of an earlier attempt of this trial (same config) that diverged, else None.
+
+    Divergence is deterministic (same seed, same checkpoint), so a retry would only burn the
+    epoch again: Tune's retry ends at once with the same error.
+    """
+    path = out_dir / DIVERGED_FILENAME
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record.get("error") if record.get("config") == _plain(C.to_dict(cfg)) else None
 
 
 def install_checkpoint(checkpoint, target: Path) -> None:
@@ -82,6 +106,7 @@ def install_checkpoint(checkpoint, target: Path) -> None:
     if checkpoint is None:  # a fresh start, or Tune restarting an errored trial from scratch
         for stale in (target, target.with_name(target.name + ".old"), target.with_name(target.name + ".new")):
             shutil.rmtree(stale, ignore_errors=True)
+        (target.parent / DIVERGED_FILENAME).unlink(missing_ok=True)
 
 
 def report_with_marker(metrics: Mapping[str, Any]) -> None:
@@ -90,10 +115,59 @@ def report_with_marker(metrics: Mapping[str, Any]) -> None:
 
     marker = Path(tempfile.mkdtemp(prefix="sracl-epoch-"))
     try:
-        (marker / "epoch.json").write_text(json.dumps({"epoch": int(metrics.get("epoch", 0))}))
+        (marker / MARKER_FILENAME).write_text(json.dumps({"epoch": int(metrics.get("epoch", 0)),
+                                                          "final": bool(metrics.get("final"))}))
         tune.report(dict(metrics), checkpoint=tune.Checkpoint.from_directory(str(marker)))
     finally:  # Tune has persisted its copy by now (unless a scheduler stopped the trial here)
         shutil.rmtree(marker, ignore_errors=True)
+
+
+def marker_of(checkpoint) -> dict | None:
+    """Tune's last checkpoint marker {"epoch": N, "final": bool}; {"epoch": 0} for a fresh start,
+    None when the marker cannot be read (then nothing is replayed)."""
+    if checkpoint is None:
+        return {"epoch": 0, "final": False}
+    try:
+        with checkpoint.as_directory() as d:
+            marker = json.loads((Path(d) / MARKER_FILENAME).read_text())
+        return {"epoch": int(marker["epoch"]), "final": bool(marker.get("final"))}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.warning("unreadable Tune checkpoint marker (%s): %s", type(e).__name__, e)
+        return None
+
+
+def checkpoint_history(ckpt_dir: Path) -> list[dict]:
+    """The per-epoch history in fit()'s own checkpoint (state.json), [] when there is none.
+
+    Looks where training.checkpoint.find_checkpoint does (the dir, then a half-swapped `.old`),
+    without importing torch."""
+    for cand in (ckpt_dir, ckpt_dir.with_name(ckpt_dir.name + ".old")):
+        try:
+            state = json.loads((cand / "state.json").read_text())
+        except (OSError, ValueError):
+            continue
+        return list(state.get("history") or []) if isinstance(state, dict) else []
+    return []
+
+
+def missed_epochs(marker: Mapping[str, Any] | None, history: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The epochs of `history` after Tune's marker: fit() checkpointed them, Tune never saw them."""
+    if marker is None or marker.get("final"):
+        return []
+    return [h for h in history if int(h.get("epoch", 0)) > int(marker["epoch"])]
+
+
+def replay_missed(marker: Mapping[str, Any] | None, history: list[Mapping[str, Any]],
+                  report: Callable[[Mapping[str, Any]], None] | None = None) -> int:
+    """Report the missed epochs (validation metrics only, each with its marker); returns how many."""
+    report = report or report_with_marker
+    missed = missed_epochs(marker, history)
+    for epoch_metrics in missed:
+        report({**valid_only(epoch_metrics), "final": False})
+    if missed:
+        log.info("replayed epoch(s) %s to Tune: the trial's checkpoint was ahead of Tune's record",
+                 ", ".join(str(h.get("epoch")) for h in missed))
+    return len(missed)
 
 
 def valid_only(metrics: Mapping[str, Any]) -> dict[str, Any]:
@@ -112,7 +186,17 @@ def result_from_report(metrics: Mapping[str, Any], cfg: C.Config) -> dict[str, A
 
     return {"metrics": {k: v for k, v in metrics.items() if k.startswith(("valid/", "test/"))},
             "best_epoch": metrics.get("best_epoch", 0), "epochs_run": metrics.get("epoch", 0),
-            "code_version": code_version(), "dataset": {"name": cfg.data.name}}
+            "code_version": code_version(), "dataset": {"name": C.dataset_label(cfg.data)}}
+
+
+def node_id() -> str | None:
+    """The Ray node this trial runs on (None outside Ray)."""
+    try:
+        import ray
+
+        return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+    except Exception:  # noqa: BLE001 - a missing node id must never fail a trial
+        return None
 
 
 def write_store_row(spec: TrialSpec, trial_id: str, cfg: C.Config, result: Mapping[str, Any], out_dir: Path) -> None:
@@ -121,7 +205,13 @@ def write_store_row(spec: TrialSpec, trial_id: str, cfg: C.Config, result: Mappi
         ranks = str(Path(ranks).resolve().relative_to(Path(spec.storage).resolve()))
     except ValueError:
         pass
-    store.write_row(spec.storage, store.trial_row(result, cfg, trial_id, spec.experiment, ranks))
+    store.write_row(spec.storage, store.trial_row(result, cfg, trial_id, spec.experiment, ranks, node_id()))
+
+
+def record_divergence(spec: TrialSpec, trial_id: str, cfg: C.Config, out_dir: Path, error: str) -> None:
+    """A diverged trial: its store row (status diverged, no metrics) and the fast-fail marker."""
+    atomic_write_text(out_dir / DIVERGED_FILENAME, json.dumps({"config": _plain(C.to_dict(cfg)), "error": error}))
+    write_store_row(spec, trial_id, cfg, {"status": "diverged", "error": error}, out_dir)
 
 
 def sweep_trial(config: dict[str, Any], *, prepared: Mapping[str, Any], spec: TrialSpec, engine: Engine) -> None:
@@ -139,16 +229,24 @@ def sweep_trial(config: dict[str, Any], *, prepared: Mapping[str, Any], spec: Tr
     out_dir = trial_dir(spec.storage, trial_id)
     out_dir.mkdir(parents=True, exist_ok=True)
 
+    checkpoint = tune.get_checkpoint()
+    marker = marker_of(checkpoint)
     done = finished_result(out_dir, cfg)
     if done is not None:  # finished before a killed driver could record it: report, do not retrain
         log.info("trial %s already finished (%s); re-reporting its result", trial_id, out_dir)
         write_store_row(spec, trial_id, cfg, done, out_dir)
-        for epoch_metrics in done.get("history", []):  # replay every epoch so that a scheduler
-            report_with_marker({**valid_only(epoch_metrics), "final": False})  # compares like with like
-        tune.report(final_report(done))
+        # Every epoch Tune has not seen (all of them on a fresh start), so that a scheduler compares
+        # like with like; then the final report, unless Tune already holds it.
+        replay_missed(marker, done.get("history", []))
+        if not (marker or {}).get("final"):
+            tune.report(final_report(done))
         return
 
-    install_checkpoint(tune.get_checkpoint(), out_dir / "checkpoint")
+    install_checkpoint(checkpoint, out_dir / "checkpoint")
+    earlier = diverged_before(out_dir, cfg)
+    if earlier:
+        raise NonFiniteError(earlier)
+    replay_missed(marker, checkpoint_history(out_dir / "checkpoint"))
     ref = prepared[prepare_key(cfg)]
     prep = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
 
@@ -163,5 +261,9 @@ def sweep_trial(config: dict[str, Any], *, prepared: Mapping[str, Any], spec: Tr
             metrics = {**valid_only(metrics), "final": False}
         report_with_marker(metrics)
 
-    result = engine.fit(cfg, out_dir, report=report, prepared=prep, resume=True)
+    try:
+        result = engine.fit(cfg, out_dir, report=report, prepared=prep, resume=True)
+    except NonFiniteError as e:  # the trial ends as errored in Tune, never best; the store says why
+        record_divergence(spec, trial_id, cfg, out_dir, str(e))
+        raise
     write_store_row(spec, trial_id, cfg, result, out_dir)  # the complete result.json (same row, rewritten)

@@ -1,8 +1,17 @@
-"""fit(): train one configuration, early-stop on a validation metric, test once. Knows no Ray."""
+"""fit(): train one configuration, early-stop on a validation metric, test once. Knows no Ray.
+
+Before anything is written, fit() reads and checks every input (config, data, semantic artifact,
+an existing checkpoint's fingerprint), so a bad input leaves the output dir untouched.  A
+non-finite loss stops the run with NonFiniteError naming the epoch and step: no metrics, no
+result.json, no checkpoint of the diverged epoch.
+"""
 from __future__ import annotations
 
 import json
 import logging
+import math
+import shutil
+import socket
 import time
 from pathlib import Path
 from typing import Callable
@@ -11,17 +20,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sracl_ray.config import Config, to_dict
+from sracl_ray.config import Config, ConfigError, to_dict
+from sracl_ray.errors import NonFiniteError
 from sracl_ray.manifest import atomic_write, atomic_write_text, code_version
 from sracl_ray.models import build_model
 from sracl_ray.models.sracl import SemanticSynthesis, loss_weights
-from sracl_ray.training.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint, save_weights
+from sracl_ray.training.checkpoint import (check_fingerprint, find_checkpoint, load_checkpoint, run_fingerprint,
+                                           save_checkpoint, save_weights)
 from sracl_ray.training.evaluate import metrics_from_ranks, rank_targets
 from sracl_ray.training.inputs import DeviceData, Prepared, prepare_inputs
 from sracl_ray.training.step import step_losses
 
 log = logging.getLogger(__name__)
 Report = Callable[[dict, Path], None]
+# What fit() writes into an output dir; --overwrite removes exactly these (nothing else there).
+OUTPUTS = ("checkpoint", "checkpoint.old", "checkpoint.new", "result.json", "ranks.parquet", "best.safetensors")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -63,56 +76,105 @@ def make_stepper(modules: dict, dd: DeviceData, cfg: Config, opt: torch.optim.Op
     return step
 
 
+def diverged(epoch: int, step: int, n_steps: int, loss: float) -> NonFiniteError:
+    return NonFiniteError(f"training diverged: non-finite loss ({loss}) at epoch {epoch}, step {step} of {n_steps}; "
+                          f"no metrics were written (lower train.lr or cl.alpha/cl.beta, or check the inputs)")
+
+
 def train_epoch(modules: dict, dd: DeviceData, cfg: Config, opt: torch.optim.Optimizer,
                 gen: torch.Generator, epoch: int, stepper=None) -> float:
-    """One pass over a random permutation of all training prefixes; returns the mean loss."""
+    """One pass over a random permutation of all training prefixes; returns the mean loss.
+
+    Raises NonFiniteError at the first non-finite step loss.  On CPU every step is checked as it
+    happens; on CUDA the first bad step is recorded on the device (no per-step sync, which would
+    stall the launch-bound step) and checked at the end of the epoch.
+    """
     stepper = stepper or make_stepper(modules, dd, cfg, opt)
     for m in modules.values():
         m.train()
-    perm = torch.randperm(dd.n_samples, device=dd.hist.device, generator=gen)
+    device = dd.hist.device
+    perm = torch.randperm(dd.n_samples, device=device, generator=gen)
     batches = perm.split(cfg.train.batch_size)
+    n_steps = len(batches)
     if cfg.train.progress:
         from tqdm.auto import tqdm
         batches = tqdm(batches, desc=f"epoch {epoch}", unit="batch", leave=False)
-    total = torch.zeros((), device=dd.hist.device)
-    for idx in batches:
+    total = torch.zeros((), device=device)
+    first_bad = torch.full((), n_steps + 1, device=device, dtype=torch.long)
+    for step, idx in enumerate(batches, 1):
         if len(idx) < 2:  # in-batch negatives need two rows
             continue
-        total += stepper(idx, gen)
-    return float(total) / max(1, len(batches))
+        loss = stepper(idx, gen)
+        if device.type == "cpu":
+            if not math.isfinite(float(loss)):
+                raise diverged(epoch, step, n_steps, float(loss))
+        else:
+            first_bad = torch.where(torch.isfinite(loss) | (first_bad <= n_steps), first_bad,
+                                    torch.full_like(first_bad, step))
+        total += loss
+    bad = int(first_bad)
+    if bad <= n_steps:
+        raise diverged(epoch, bad, n_steps, float("nan"))
+    return float(total) / max(1, n_steps)
 
 
 def evaluate_split(model, dd: DeviceData, cfg: Config, which: str) -> tuple[dict, np.ndarray]:
     hist, target = getattr(dd, f"{which}_hist"), getattr(dd, f"{which}_target")
     seen = getattr(dd, f"{which}_seen") if cfg.eval.mask_history else None
     ranks = rank_targets(model, hist, target, seen, cfg.eval.batch_size)
-    return metrics_from_ranks(ranks, which), ranks
+    return metrics_from_ranks(ranks, which, ties=cfg.eval.ties), ranks
+
+
+def check_out_dir(out: Path) -> None:
+    """--out must be a directory (or not exist yet)."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
+
+
+def clear_outputs(out: Path) -> None:
+    """--overwrite: remove what an earlier run wrote into out (only fit()'s own files)."""
+    for name in OUTPUTS:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
 
 
 def fit(cfg: Config, out_dir: str | Path, report: Report | None = None, prepared: Prepared | None = None,
         resume: bool = True) -> dict:
-    """Train with early stopping on cfg.train.metric; evaluate test once with the best weights."""
+    """Train with early stopping on cfg.train.metric; evaluate test once with the best weights.
+
+    resume=True continues a checkpoint in out_dir written by the same run (same fingerprint) and
+    refuses one written by another; resume=False (`--overwrite`) removes earlier outputs first.
+    """
     t0 = time.time()
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out)
+    prep = prepared or prepare_inputs(cfg)  # reads and checks every input before anything is written
+    fingerprint = run_fingerprint(to_dict(cfg), prep.data.fingerprint, prep.semantic_fingerprint)
+    ckpt_dir = out / "checkpoint"
+    found = find_checkpoint(ckpt_dir) if resume else None
+    if found is not None:
+        check_fingerprint(found, fingerprint)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
     torch.manual_seed(cfg.train.seed)
     device = resolve_device(cfg.train.device)
     gen = torch.Generator(device=device).manual_seed(cfg.train.seed)
-    prep = prepared or prepare_inputs(cfg)
     dd = DeviceData(prep, cfg, device)
     modules = build_modules(cfg, prep, dd, device)
     params = [p for m in modules.values() for p in m.parameters()]
     opt = make_optimizer(params, cfg, device)
-    ckpt_dir = out / "checkpoint"
     state = {"epoch": 0, "best_value": -np.inf, "best_epoch": 0, "bad_epochs": 0,
-             "history": [], "train_seconds": 0.0}
+             "history": [], "train_seconds": 0.0, "fingerprint": fingerprint}
     best = None
-    found = find_checkpoint(ckpt_dir) if resume else None
     if found is not None:
         state, best = load_checkpoint(found, modules, opt, gen)
         log.info("resuming %s from epoch %d", out, state["epoch"])
+    elif not resume and out.exists():
+        clear_outputs(out)
+    out.mkdir(parents=True, exist_ok=True)
     stepper = make_stepper(modules, dd, cfg, opt)  # after resuming: a CUDA graph binds these tensors
     while state["epoch"] < cfg.train.epochs and state["bad_epochs"] < cfg.train.patience:
         epoch = state["epoch"] + 1
@@ -150,18 +212,28 @@ def finish(cfg: Config, out: Path, prep: Prepared, dd: DeviceData, modules: dict
     valid, valid_ranks = evaluate_split(model, dd, cfg, "valid")
     test, test_ranks = evaluate_split(model, dd, cfg, "test")
     train_len = prep.split.train_len
-    ranks = pd.DataFrame({"user": np.arange(1, len(train_len) + 1), "rank_valid": valid_ranks,
-                          "rank_test": test_ranks, "train_len": train_len, "test_input_len": train_len + 1})
+    # rank_* = the pessimistic 0-based rank (ties against the target); ties_* = the tied candidates,
+    # so per-user values under either tie policy follow (training/evaluate.py per_user).
+    ranks = pd.DataFrame({"user": np.arange(1, len(train_len) + 1),
+                          "rank_valid": valid_ranks.pessimistic, "ties_valid": valid_ranks.ties,
+                          "rank_test": test_ranks.pessimistic, "ties_test": test_ranks.ties,
+                          "train_len": train_len, "test_input_len": train_len + 1})
     atomic_write(out / "ranks.parquet", lambda p: ranks.to_parquet(p, index=False))
     atomic_write(out / "best.safetensors",
                  lambda p: save_weights(p, {n: m.state_dict() for n, m in modules.items()}))
+    alpha, beta = loss_weights(cfg.cl)
     result = {
-        "config": to_dict(cfg), "seed": cfg.train.seed, "code_version": code_version(),
+        "status": "ok", "config": to_dict(cfg), "seed": cfg.train.seed, "code_version": code_version(),
+        "fingerprint": state.get("fingerprint"), "host": socket.gethostname(),
         "dataset": {"name": prep.data.name, "fingerprint": prep.data.fingerprint, "n_users": prep.split.n_users,
                     "n_items": prep.split.n_items, "n_train_samples": prep.split.n_samples},
-        "semantic": {"source": prep.semantic_source,
+        "semantic": {"source": prep.semantic_source, "builder": prep.semantic_builder,
+                     "fingerprint": prep.semantic_fingerprint,
                      "manifest": prep.semantic.manifest if prep.semantic is not None else None},
+        "alpha_applied": alpha, "beta_applied": beta, "ties": cfg.eval.ties,
         "metrics": {**valid, **test}, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+        # the best epoch was the last one allowed: the trial was still improving when it was stopped
+        "hit_epoch_cap": state["best_epoch"] >= cfg.train.epochs,
         "wall_time_s": wall, "train_seconds": state["train_seconds"], "ranks_path": str(out / "ranks.parquet"),
         "mask_history": cfg.eval.mask_history, "max_len": cfg.data.max_len, "device": str(device),
         "history": state["history"],

@@ -1,67 +1,20 @@
-"""Everything a trial needs, prepared once (shared by sweep trials) and moved to the device."""
+"""Everything a training step or an evaluation reads, moved onto one device (DeviceData).
+
+The inputs themselves are prepared without torch in training/prepare.py (re-exported here).
+"""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
 from sracl_ray.config import Config
-from sracl_ray.data.dataset import InteractionData
-from sracl_ray.data.readers import load_dataset
-from sracl_ray.data.split import Split, leave_one_out
-from sracl_ray.models.sracl import loss_weights
-from sracl_ray.semantic.artifact import ArtifactError, SemanticArtifact, load_artifact
+from sracl_ray.semantic.artifact import SemanticArtifact
 from sracl_ray.semantic.units import build_units, sample_units, unit_histories
+from sracl_ray.training.prepare import Prepared, needs_semantic, prepare_inputs  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    data: InteractionData
-    split: Split
-    semantic: SemanticArtifact | None
-    semantic_source: str  # artifact path, or "none"
-
-
-def needs_semantic(cfg: Config) -> bool:
-    alpha, beta = loss_weights(cfg.cl)
-    return alpha > 0 or beta > 0
-
-
-def default_cache_dir(cfg: Config) -> Path:
-    return Path(cfg.semantic.cache_dir or Path.cwd() / ".sracl_cache")
-
-
-def resolve_artifact(cfg: Config, data: InteractionData, split: Split) -> tuple[SemanticArtifact, str]:
-    """Load the configured artifact, or build/reuse the interim MiniLM one in the cache."""
-    if cfg.semantic.artifact:
-        path = Path(cfg.semantic.artifact)
-        art = load_artifact(path)
-    else:
-        from sracl_ray.semantic.interim import build_interim
-
-        path = default_cache_dir(cfg) / f"interim-{data.fingerprint}-L{split.max_len}-{cfg.semantic.granularity}"
-        art = build_interim(data, split, path, granularity=cfg.semantic.granularity)
-    units = build_units(split, art.granularity)
-    art.check(split.n_items, len(units), cfg.cl.k, where=str(path))
-    if not np.array_equal(art.units["key"].to_numpy(), units["key"].to_numpy()):
-        raise ArtifactError(f"{path}: its units do not match this dataset's training prefixes "
-                            f"(built from other data or max_len)")
-    return art, str(path)
-
-
-def prepare_inputs(cfg: Config) -> Prepared:
-    """Dataset, leave-one-out split and (when the variant needs it) the semantic artifact."""
-    data = load_dataset(cfg.data)
-    split = leave_one_out(data, cfg.data.max_len)
-    if not needs_semantic(cfg):
-        return Prepared(data, split, None, "none")
-    art, source = resolve_artifact(cfg, data, split)
-    return Prepared(data, split, art, source)
 
 
 def same_target_table(target: np.ndarray, n_items: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,6 +34,32 @@ def history_matrix(seqs: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+def synthesis_inputs(art: SemanticArtifact, normalize: bool, where: str = "semantic artifact") -> np.ndarray:
+    """[U, D] what the L_CS synthesis head reads: unit vectors (semantic.normalize=true) or the raw
+    encoder outputs = unit vector x stored norm (false; without stored norms: the unit vectors, warned)."""
+    emb = art.unit_emb.astype(np.float32)
+    if normalize:
+        return emb
+    if art.unit_norm is None:
+        log.warning("semantic.normalize=false asks for the raw encoder outputs, but %s stores no unit_norm.npy: "
+                    "the synthesis head reads the unit vectors (as semantic.normalize=true); docs/FIDELITY.md", where)
+        return emb
+    return emb * art.unit_norm.astype(np.float32)[:, None]
+
+
+def unit_pools(art: SemanticArtifact, units, k: int, exclude_same_user: bool) -> np.ndarray:
+    """[U, k] L_CS neighbour pools: the first k stored, or (exclude_same_user) the first k of other users."""
+    if not exclude_same_user:
+        return art.unit_nbrs[:, :k]
+    from sracl_ray.semantic.composition import other_user_neighbours
+
+    pools, recomputed = other_user_neighbours(art.unit_nbrs, units["user"].to_numpy(), k, art.unit_emb)
+    log.info("semantic.exclude_same_user: L_CS pools of %d units drawn from other users; %d units had fewer than "
+             "k=%d other-user neighbours among the %d stored and were recomputed exactly", len(pools), recomputed,
+             k, art.unit_nbrs.shape[1])
+    return pools
+
+
 class DeviceData:
     """Every tensor a training step or an evaluation reads, resident on one device."""
 
@@ -93,14 +72,16 @@ class DeviceData:
         self.valid_seen = t(history_matrix(sp.train_seqs[1:]))
         self.test_seen = t(history_matrix([np.append(s, v) for s, v in zip(sp.train_seqs[1:], sp.valid_target)]))
         ptr, idx = same_target_table(sp.sample_target, sp.n_items)
-        self.same_ptr, self.same_idx = t(ptr), t(idx)
+        pos = np.empty_like(idx)
+        pos[idx] = np.arange(len(idx))
+        self.same_ptr, self.same_idx, self.same_pos = t(ptr), t(idx), t(pos)  # same_pos: slot in same_idx
         art, k = prep.semantic, cfg.cl.k
         if art is not None:
             units = build_units(sp, art.granularity)
             self.unit = t(sample_units(sp, art.granularity))
             self.unit_hist = t(unit_histories(sp, units))
-            self.unit_emb = t(art.unit_emb.astype(np.float32))
-            self.unit_nbrs = t(art.unit_nbrs[:, :k])
+            self.unit_emb = t(synthesis_inputs(art, cfg.semantic.normalize, prep.semantic_source))
+            self.unit_nbrs = t(unit_pools(art, units, k, cfg.semantic.exclude_same_user))
             self.item_nbrs = t(art.item_nbrs[:, :k])
             self.sem_dim = art.unit_emb.shape[1]
 

@@ -45,9 +45,12 @@ class ReferenceDataset(Dataset):
 
 
 def reference_steps(modules: dict, prep: Prepared, cfg: Config, opt: torch.optim.Optimizer, steps: int,
-                    device: torch.device = torch.device("cpu")):
-    """Run `steps` reference training steps (full SRA-CL, learnable synthesis); yields batch sizes."""
-    ds = ReferenceDataset(prep, cfg.cl.k, cfg.cl.substitute_prob, cfg.train.seed)
+                    device: torch.device = torch.device("cpu"), dataset: ReferenceDataset | None = None):
+    """Run `steps` reference training steps (full SRA-CL, learnable synthesis); yields batch sizes.
+
+    Pass a prebuilt `dataset` to keep its construction (seconds on full Beauty) out of a timing.
+    """
+    ds = dataset if dataset is not None else ReferenceDataset(prep, cfg.cl.k, cfg.cl.substitute_prob, cfg.train.seed)
     unit_emb = torch.as_tensor(prep.semantic.unit_emb).to(device)
     loader = DataLoader(ds, batch_size=cfg.train.batch_size, shuffle=True, num_workers=0, drop_last=True)
     alpha, beta = loss_weights(cfg.cl)

@@ -1,9 +1,11 @@
 """One training step's losses, built entirely from device tensors (no per-sample Python).
 
-All sequences a step encodes (the batch, its k neighbour units, two substituted views, DuoRec's
-extra views) go through one `encode_trimmed` call: sequences are sorted by length into buckets
-and each bucket is trimmed to its longest member, so padding is skipped exactly while every
-token keeps its position id.
+All sequences a step encodes (the batch, the L_CS anchor's own pass, its k neighbour units, two
+substituted views, DuoRec's extra views) go through one `encode_trimmed` call: sequences are
+sorted by length into buckets and each bucket is trimmed to its longest member, so padding is
+skipped exactly while every token keeps its position id.  Rows are independent (dropout draws
+its own mask per row), so a block of the call is what a separate forward pass would give.
+The fidelity switches (cl.cs_form, cl.cs_anchor, train.ce_padding) are in docs/FIDELITY.md.
 """
 from __future__ import annotations
 
@@ -57,11 +59,14 @@ class StepLosses:
     aux: torch.Tensor | None = None
 
 
-def same_target_partner(dd: DeviceData, idx: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """For each sample, a uniformly drawn training sample with the same target (maybe itself)."""
+def same_target_partner(dd: DeviceData, idx: torch.Tensor, gen: torch.Generator | None) -> torch.Tensor:
+    """For each sample, a uniformly drawn *other* training sample with the same target; the sample
+    itself only when no other has that target (DuoRec's `SequentialDataLoader.duorec_aug`)."""
     tgt = dd.target[idx]
     start, count = dd.same_ptr[tgt], dd.same_ptr[tgt + 1] - dd.same_ptr[tgt]
-    r = (torch.rand(len(idx), device=idx.device, generator=gen) * count).long()
+    own = dd.same_pos[idx] - start  # the sample's own slot in its target's group
+    r = (torch.rand(len(idx), device=idx.device, generator=gen) * (count - 1).clamp(min=1)).long()
+    r = torch.where(count > 1, r + (r >= own).long(), own)  # skip the own slot
     return dd.same_idx[start + r]
 
 
@@ -73,6 +78,9 @@ def step_losses(model: SeqRecModel, synth: SemanticSynthesis | None, dd: DeviceD
     hist = dd.hist[idx]  # [B, L]
     b, width = hist.shape
     parts = [hist]
+    reencode = alpha > 0 and cfg.cl.cs_anchor == "reencode"
+    if reencode:  # the L_CS anchor's own pass (own dropout mask), as the release encodes it
+        parts.append(hist)
     if alpha > 0:
         units = dd.unit[idx]
         nbrs = dd.unit_nbrs[units]  # [B, k]
@@ -88,9 +96,13 @@ def step_losses(model: SeqRecModel, synth: SemanticSynthesis | None, dd: DeviceD
         parts += [hist, dd.hist[same_target_partner(dd, idx, gen)]]
     h_all = encode_trimmed(model, torch.cat(parts), resolve_buckets(cfg.train.length_buckets, hist.device))
     h = h_all[:b]
-    rec = model.rec_loss(h, dd.target[idx])
+    rec = model.rec_loss(h, dd.target[idx], exclude_padding=cfg.train.ce_padding == "exclude")
     out = StepLosses(total=rec, rec=rec)
     pos = b
+    anchor = h
+    if reencode:
+        anchor = h_all[pos:pos + b]
+        pos += b
     if alpha > 0:
         k = nbrs.shape[1]
         h_nb = h_all[pos:pos + b * k].view(b, k, -1)
@@ -99,7 +111,7 @@ def step_losses(model: SeqRecModel, synth: SemanticSynthesis | None, dd: DeviceD
             w = torch.ones(b, 1, device=h.device)
         else:
             w = synth.weights(dd.unit_emb[units], dd.unit_emb[nbrs])
-        out.cs = cs_loss(h, h_nb, w, cfg.cl.temperature)
+        out.cs = cs_loss(anchor, h_nb, w, cfg.cl.temperature, cfg.cl.cs_form)
         out.total = out.total + alpha * out.cs
     if beta > 0:
         out.is_ = is_loss(h_all[pos:pos + b], h_all[pos + b:pos + 2 * b], cfg.cl.temperature)

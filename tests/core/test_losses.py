@@ -49,7 +49,9 @@ def test_cs_loss_and_synthesis_weights_match_loops():
         assert torch.allclose(p[i], ref, atol=1e-6)
     h, h_nb = torch.randn(3, 4), torch.randn(3, 2, 4)
     pos = torch.stack([sum(p[i, j] * h_nb[i, j] for j in range(2)) for i in range(3)])
-    assert float(cs_loss(h, h_nb, p, 1.0).detach()) == pytest.approx(naive_info_nce(h, pos.detach(), 1.0), rel=1e-5)
+    # cl.cs_form=paper (Eq. 10); the release form is tested in tests/core/test_fidelity.py
+    assert float(cs_loss(h, h_nb, p, 1.0, "paper").detach()) == pytest.approx(naive_info_nce(h, pos.detach(), 1.0),
+                                                                     rel=1e-5)
 
 
 def test_synthesis_adapter_sized_from_data():

@@ -34,7 +34,7 @@ def test_ranks_match_hand_computation():
     ])
     model = FixedScores(table)
     ranks = rank_targets(model, torch.tensor([[0], [1], [2]]), torch.tensor([1, 3, 1]))
-    assert ranks.tolist() == [0, 1, 4]
+    assert ranks.pessimistic.tolist() == [0, 1, 4] and ranks.ties.tolist() == [0, 0, 0]
 
 
 def test_metric_values():
@@ -52,6 +52,6 @@ def test_mask_history_excludes_seen_items_but_never_the_target():
     table = np.array([[0, 1, 9, 8, 5, 7]])
     model = FixedScores(table)
     hist, target = torch.tensor([[0]]), torch.tensor([4])  # target score 5, items 2,3,5 above it
-    assert rank_targets(model, hist, target).tolist() == [3]
+    assert rank_targets(model, hist, target).pessimistic.tolist() == [3]
     seen = torch.tensor([[2, 3, 4, 0]])  # items 2 and 3 were seen; the target 4 too
-    assert rank_targets(model, hist, target, seen).tolist() == [1]
+    assert rank_targets(model, hist, target, seen).pessimistic.tolist() == [1]

@@ -123,6 +123,7 @@ def test_office_domain_and_name_picks_the_file(tmp_path: Path) -> None:
 def test_malformed_review_line(tmp_path: Path, line_no: int, bad: str, expected: str) -> None:
     lines = [review_line(*r) for r in REVIEWS]
     lines[line_no - 1] = bad
+    make_dump(tmp_path)  # the metadata file is required (and found before the reviews are read)
     write(tmp_path / "reviews_Beauty_5.json.gz", lines)
     before = sorted(tmp_path.iterdir())
     with pytest.raises(DataFormatError, match=expected) as err:
@@ -150,6 +151,7 @@ def test_malformed_meta_line(tmp_path: Path, line_no: int, bad: str, expected: s
 
 def test_truncated_gzip_and_empty_core(tmp_path: Path) -> None:
     data = gzip.compress(("\n".join(review_line(*r) for r in REVIEWS) + "\n").encode())
+    make_dump(tmp_path)
     (tmp_path / "reviews_Beauty_5.json.gz").write_bytes(data[: len(data) // 2])
     with pytest.raises(DataFormatError, match="gzip"):
         read_amazon_raw(tmp_path)

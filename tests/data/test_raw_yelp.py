@@ -111,6 +111,7 @@ def test_only_2019_reviews_kept(tmp_path: Path) -> None:
             for y in (2018, 2019)]
     rows += [(u, f"b{i}", f"2019-07-0{i} 10:00:00") for u in ("u3", "u4", "u5") for i in range(1, 6)]
     write(tmp_path / "review.json", [json.dumps({"user_id": u, "business_id": b, "date": d}) for u, b, d in rows])
+    write(tmp_path / "business.json", [json.dumps(b) for b in BUSINESSES])
     data = read_yelp_raw(tmp_path)
     assert len(data.interactions) == 25  # the ten 2018 reviews are gone
     assert data.items.columns.tolist() == ["item", "business_id", "title", "categories", "city", "state",

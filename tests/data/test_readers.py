@@ -80,7 +80,7 @@ def test_malformed_inter_line(tmp_path: Path) -> None:
         read_recbole(tmp_path)
     assert "toy.inter, line 3:" in str(err.value) and err.value.line == 3
     path.write_text(header + "1\t10\t5\n1\t11\t6\n2\t10\tsoon\n")
-    with pytest.raises(DataFormatError, match=r"toy.inter, line 4: expected a numeric timestamp"):
+    with pytest.raises(DataFormatError, match=r"toy.inter, line 4: expected a finite numeric timestamp"):
         read_recbole(tmp_path)
     path.write_text("user_id\titem_id\n1\t2\n")
     with pytest.raises(DataFormatError, match=r"toy.inter, line 1: expected typed header"):

@@ -9,7 +9,7 @@ from sracl_ray.config import ConfigError
 from sracl_ray import cli
 from sracl_ray.semantic.artifact import load_artifact
 from sracl_ray.semantic.pipeline import embed, load_prepared, run_all, stage_dirs
-from sracl_ray.semantic.settings import load_all
+from sracl_ray.config import load_all
 from sracl_ray.semantic.summaries import SummariesIncomplete
 from sracl_ray.semantic.units import build_units
 

@@ -1,14 +1,12 @@
 """Results store: atomic idempotent rows; mean ± std and SQL against hand-computed values."""
 from __future__ import annotations
 
-import argparse
 import statistics
 
 import pandas as pd
 import pytest
 
 from sracl_ray import config as C
-from sracl_ray.results import cli as results_cli
 from sracl_ray.results import query as Q
 from sracl_ray.results import store as S
 
@@ -76,10 +74,9 @@ def test_sql_over_the_view(store_dir):
 
 
 def run_cli(capsys, *argv) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser()
-    results_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["results", *map(str, argv)])
-    rc = args.func(args)
+    from sracl_ray import cli  # the real entry point: errors become one line and exit 2
+
+    rc = cli.main(["results", *map(str, argv)])
     cap = capsys.readouterr()
     return rc, cap.out, cap.err
 

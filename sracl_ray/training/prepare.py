@@ -1,0 +1,90 @@
+"""What a trial needs before any tensor exists: dataset, leave-one-out split, semantic artifact.
+
+Torch-free on purpose: `sracl-ray train` reads and checks every input (and so reports a bad one)
+before torch is imported, and a sweep prepares this once and shares it through the object store.
+training/inputs.py moves it onto a device.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from sracl_ray.config import Config, loss_weights
+from sracl_ray.data.dataset import InteractionData
+from sracl_ray.data.readers import load_dataset
+from sracl_ray.data.split import Split, leave_one_out
+from sracl_ray.semantic.artifact import ArtifactError, SemanticArtifact, load_artifact
+from sracl_ray.semantic.units import build_units
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    data: InteractionData
+    split: Split
+    semantic: SemanticArtifact | None
+    semantic_source: str  # artifact path, or "none"
+
+    @cached_property
+    def semantic_fingerprint(self) -> str | None:
+        """sha256 over the artifact's arrays (what training reads), None without an artifact."""
+        art = self.semantic
+        if art is None:
+            return None
+        h = hashlib.sha256()
+        norms = () if art.unit_norm is None else (art.unit_norm,)  # an old artifact keeps its fingerprint
+        for a in (art.item_emb, art.unit_emb, art.item_nbrs, art.unit_nbrs, *norms):
+            h.update(str((a.dtype, a.shape)).encode())
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()[:16]
+
+    @property
+    def semantic_builder(self) -> str:
+        """What built the artifact: the interim builder's name, the pipeline stage, or 'none'."""
+        if self.semantic is None:
+            return "none"
+        m = self.semantic.manifest
+        return str((m.get("settings") or {}).get("builder") or m.get("stage") or "unknown")
+
+
+def needs_semantic(cfg: Config) -> bool:
+    alpha, beta = loss_weights(cfg.cl)
+    return alpha > 0 or beta > 0
+
+
+def default_cache_dir(cfg: Config) -> Path:
+    return Path(cfg.semantic.cache_dir or Path.cwd() / ".sracl_cache")
+
+
+def resolve_artifact(cfg: Config, data: InteractionData, split: Split) -> tuple[SemanticArtifact, str]:
+    """Load the configured artifact, or build/reuse the interim MiniLM one in the cache."""
+    if cfg.semantic.artifact:
+        path = Path(cfg.semantic.artifact)
+        art = load_artifact(path)
+    else:
+        from sracl_ray.semantic.interim import build_interim
+
+        path = default_cache_dir(cfg) / f"interim-{data.fingerprint}-L{split.max_len}-{cfg.semantic.granularity}"
+        art = build_interim(data, split, path, granularity=cfg.semantic.granularity, progress=cfg.train.progress)
+    units = build_units(split, art.granularity)
+    art.check(split.n_items, len(units), cfg.cl.k, where=str(path))
+    if not np.array_equal(art.units["key"].to_numpy(), units["key"].to_numpy()):
+        raise ArtifactError(f"{Path(path) / 'units.parquet'}: its units do not match this dataset's training "
+                            f"prefixes (built from other data, data.max_users or data.max_len)")
+    return art, str(path)
+
+
+def prepare_inputs(cfg: Config) -> Prepared:
+    """Dataset, leave-one-out split and (when the variant needs it) the semantic artifact."""
+    data = load_dataset(cfg.data)
+    split = leave_one_out(data, cfg.data.max_len)
+    if not needs_semantic(cfg):
+        return Prepared(data, split, None, "none")
+    art, source = resolve_artifact(cfg, data, split)
+    return Prepared(data, split, art, source)

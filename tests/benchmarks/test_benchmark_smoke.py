@@ -1,0 +1,94 @@
+"""Every benchmarks/*.py runs with --smoke (seconds, CPU, no download) and writes a complete result
+JSON: so a benchmark broken by a refactor fails here, not when someone next needs its figures.
+
+New scripts are picked up by the glob; files starting with "_" are the scripts' shared helpers.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCH = REPO / "benchmarks"
+SCRIPTS = sorted(p for p in BENCH.glob("*.py") if not p.name.startswith("_"))
+VECTOR_FLAGS = {"avx2", "avx512f", "avx512_bf16", "amx_bf16"}
+MACHINE_KEYS = {"cpu_model", "vector_extensions", "cores", "load_avg_start", "load_avg_end", "torch", "numpy", "gpu"}
+# The figures each script must record: what it measured, its same-run reference and their ratio.
+# A script not listed here still runs, and must write a complete JSON with some results.
+EXPECTED = {
+    "epoch_speed": {"engine_samples_per_s", "reference_samples_per_s", "speedup_vs_reference",
+                    "reference_dataset_build_s"},
+    "embed_speed": {"reference_sentences_per_s", "encoder_sentences_per_s", "ray_stage_sentences_per_s",
+                    "encoder_vs_reference", "ray_stage_vs_reference"},
+    "gpu_check": {"epoch_s[trim,fp32]", "eval_all_users_s", "reference_dataset_build_s", "reference_timed_s",
+                  "reference_epoch_s_extrapolated", "speedup_vs_reference[trim,fp32]", "packing_ratio",
+                  "sasrec_test/hr@10"},
+    "gpu_packing": {"packing_samples_per_s[1 proc]", "packing_samples_per_s[2 procs]", "packing_ratio"},
+    "neighbours_speed": {"reference_s_extrapolated", "topk_s", "speedup_vs_reference", "method_used",
+                         "check_rows_differing"},
+    "openai_throughput": {"direct_tok_per_s", "ours_tok_per_s", "ratio_ours_vs_direct"},
+    "sweep_overhead": {"sequential_s", "sweep_s", "overhead_ratio"},
+    "reproduce_gpu": {"artifact_build_s", "trials", "n_ok", "study_wall_s"},  # tests/benchmarks/test_reproduce_gpu_smoke.py
+}
+RATIOS = {"speedup_vs_reference", "encoder_vs_reference", "speedup_vs_reference[trim,fp32]", "packing_ratio",
+          "ratio_ours_vs_direct", "overhead_ratio"}
+
+
+def _env() -> dict:
+    env = {**os.environ, "SRACL_RAY_NUM_CPUS": "1", "RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+    return env
+
+
+def test_expected_scripts_exist():
+    """A renamed or deleted benchmark must be renamed here too (new ones are run without listing)."""
+    assert set(EXPECTED) <= {p.stem for p in SCRIPTS}
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
+def test_smoke(script: Path, tmp_path: Path):
+    before = sorted((BENCH / "results").iterdir()) if (BENCH / "results").exists() else []
+    out = tmp_path / "result.json"
+    proc = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(out)], cwd=tmp_path, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{script.name} --smoke exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    rec = json.loads(out.read_text())
+    assert rec["script"] == script.stem and rec["smoke"] is True and rec["complete"] is True
+    assert rec["command"].startswith(f"python benchmarks/{script.name} ") and "--smoke" in rec["command"]
+    datetime.datetime.fromisoformat(rec["date"])
+    machine = rec["machine"]
+    assert MACHINE_KEYS <= set(machine)
+    assert machine["cpu_model"] and isinstance(machine["cores"], int)
+    assert set(machine["vector_extensions"]) <= VECTOR_FLAGS
+    assert len(machine["load_avg_start"]) == 3 and len(machine["load_avg_end"]) == 3
+    results = rec["results"]
+    missing = EXPECTED.get(script.stem, set()) - set(results)
+    assert results and not missing, f"{script.name}: no {sorted(missing)} in {sorted(results)}"
+    for key in RATIOS & set(results):
+        assert isinstance(results[key], (int, float)) and math.isfinite(results[key]) and results[key] > 0, key
+    assert not any(k.startswith("error[") for k in results), results
+    after = sorted((BENCH / "results").iterdir()) if (BENCH / "results").exists() else []
+    assert after == before, "a smoke run wrote into benchmarks/results"
+
+
+def test_default_outputs(monkeypatch):
+    """Without --out: a temporary file in smoke mode; a new dated file (never an old one) otherwise."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import _record
+
+    smoke = _record.default_out("x", smoke=True)
+    assert BENCH not in smoke.parents and smoke.parent.is_dir()
+    smoke.parent.rmdir()
+    real = _record.default_out("epoch_speed", smoke=False)
+    assert real.parent == BENCH / "results" and not real.exists()
+    assert real.name.startswith(f"epoch_speed-{datetime.date.today().isoformat()}")
+    model, ext = _record.cpu_info()
+    assert model and set(ext) <= VECTOR_FLAGS
