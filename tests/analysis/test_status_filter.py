@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import math
-import sys
+import types
 from pathlib import Path
 
 import pandas as pd
@@ -22,7 +22,8 @@ from sracl_ray.errors import UserError
 @pytest.fixture()
 def conf(store_builder):
     """tests/analysis/conftest.py as a module (`import conftest` is ambiguous across test dirs)."""
-    return sys.modules[store_builder.__module__]
+    # its functions' own globals: sys.modules["conftest"] may be another folder's conftest
+    return types.SimpleNamespace(**store_builder.__globals__)
 
 
 def failed_rows(conf) -> list[dict]:
