@@ -7,7 +7,7 @@ timed and extrapolated to one epoch), 4-process packing, and a SASRec (no CL) ru
 stopping for test HR@10.
 
     python benchmarks/gpu_check.py --data DIR --item-vectors FILE.npy [--out FILE.json] [--budget-s 420]
-    python benchmarks/gpu_check.py --smoke        # seconds on a CPU: 60 users, every step tiny
+    python benchmarks/gpu_check.py --smoke        # seconds on a CPU: 60 users, tiny steps, no packing
 DIR holds Beauty.txt + items.tsv; FILE.npy is the items' MiniLM vectors (row i = item i+1), built
 on a CPU machine (the GPU machine has no model weights); without it, seeded random vectors.
 The JSON (benchmarks/_record.py) is rewritten after every figure, so a run cut short keeps what
@@ -150,9 +150,12 @@ def try_(fn, *a, label: str = "") -> None:
 
 
 def smoke(args) -> None:
-    """CPU, the packaged sample's first 60 users, random vectors, a few steps of everything."""
+    """CPU, the packaged sample's first 60 users, random vectors, a few steps of everything but
+    packing (the same `gpu_packing.packing`, which `gpu_packing.py --smoke` runs: its worker
+    processes are the slowest part of a smoke run)."""
     args.data, args.item_vectors, args.device, args.max_users = str(SAMPLE_DIR), None, "cpu", SMOKE_USERS
     args.pack_users, args.pack_steps, args.pack_procs, args.ref_steps = SMOKE_USERS, 1, 1, 1
+    args.skip = ",".join(filter(None, [args.skip, "packing"]))
     args.configs = args.configs or "trim,fp32|untrimmed,fp32"
     args.budget_s, args.sasrec_epochs, args.sracl_budget_s, args.warmup, args.batch_size = 30, 1, 0, 1, 32
     torch.set_num_threads(1)

@@ -8,7 +8,7 @@ actors, per-epoch checkpoints, Tune's logs and the results store.  Both sides ge
 
     python benchmarks/sweep_overhead.py                    # 16 trials, 1 epoch, the packaged sample
     python benchmarks/sweep_overhead.py --users 200        # a 200-user slice (trials of ~1.5 s)
-    python benchmarks/sweep_overhead.py --smoke            # 2 trials, 40 users, random vectors, 1 CPU
+    python benchmarks/sweep_overhead.py --smoke            # 1 trial, 40 users, random vectors, 1 CPU
 Writes a JSON (benchmarks/_record.py); overhead_ratio = sweep seconds / sequential seconds (target
 <= 1.5).
 """
@@ -83,7 +83,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.smoke:
-        args.trials, args.epochs, args.users, args.cpus, args.cpus_per_trial = 2, 1, 40, 1, 1
+        args.trials, args.epochs, args.users, args.cpus, args.cpus_per_trial = 1, 1, 40, 1, 1
     rec = Record("sweep_overhead", args)
 
     from sracl_ray.sweeps.experiment import grid_points, trial_config
