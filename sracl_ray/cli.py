@@ -5,9 +5,7 @@ import argparse
 import importlib
 import logging
 import sys
-from pathlib import Path
 
-from sracl_ray.configtools import ConfigError
 from sracl_ray.errors import describe
 from sracl_ray.secrets import ScrubFilter, scrub
 
@@ -28,11 +26,10 @@ def add_config_args(p: argparse.ArgumentParser) -> None:
 def cmd_train(args: argparse.Namespace) -> int:
     from sracl_ray.config import load
 
-    from sracl_ray.training.prepare import prepare_inputs
+    from sracl_ray.training.prepare import check_out_dir, prepare_inputs
 
     cfg = load(args.config, args.set)
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise ConfigError(f"--out {args.out}: exists and is not a directory")
+    check_out_dir(args.out)
     prepared = prepare_inputs(cfg)  # every input read and checked before torch is even imported
     from sracl_ray.training.fit import fit
 

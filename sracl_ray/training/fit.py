@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sracl_ray.config import Config, ConfigError, to_dict
+from sracl_ray.config import Config, to_dict
 from sracl_ray.errors import NonFiniteError
 from sracl_ray.manifest import atomic_write, atomic_write_text, code_version
 from sracl_ray.models import build_model
@@ -29,6 +29,7 @@ from sracl_ray.training.checkpoint import (check_fingerprint, find_checkpoint, l
                                            save_checkpoint, save_weights)
 from sracl_ray.training.evaluate import metrics_from_ranks, rank_targets
 from sracl_ray.training.inputs import DeviceData, Prepared, prepare_inputs
+from sracl_ray.training.prepare import check_out_dir
 from sracl_ray.training.step import step_losses
 
 log = logging.getLogger(__name__)
@@ -123,12 +124,6 @@ def evaluate_split(model, dd: DeviceData, cfg: Config, which: str) -> tuple[dict
     seen = getattr(dd, f"{which}_seen") if cfg.eval.mask_history else None
     ranks = rank_targets(model, hist, target, seen, cfg.eval.batch_size)
     return metrics_from_ranks(ranks, which, ties=cfg.eval.ties), ranks
-
-
-def check_out_dir(out: Path) -> None:
-    """--out must be a directory (or not exist yet)."""
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--out {out}: exists and is not a directory")
 
 
 def clear_outputs(out: Path) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from sracl_ray.config import Config, loss_weights
+from sracl_ray.config import Config, ConfigError, loss_weights
 from sracl_ray.data.dataset import InteractionData
 from sracl_ray.data.readers import load_dataset
 from sracl_ray.data.split import Split, leave_one_out
@@ -88,3 +88,9 @@ def prepare_inputs(cfg: Config) -> Prepared:
         return Prepared(data, split, None, "none")
     art, source = resolve_artifact(cfg, data, split)
     return Prepared(data, split, art, source)
+
+
+def check_out_dir(out: str | Path) -> None:
+    """--out must be a directory (or not exist yet)."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise ConfigError(f"--out {out}: exists and is not a directory")
