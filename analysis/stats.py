@@ -162,6 +162,22 @@ def paired_ttest(
     )
 
 
+def min_detectable_difference(diff: Sequence[float], alpha: float = 0.05, power: float = 0.8) -> float:
+    """The smallest true mean difference a two-sided paired t-test at level ``alpha`` detects with
+    probability ``power``, given the spread of the observed paired differences:
+    (t_{1-alpha/2, n-1} + t_{power, n-1}) * sd(diff) / sqrt(n).  nan below 2 pairs.
+
+    Over seeds, n is the number of seed pairs; over users (the per-user tests), n is the number of
+    test users and the t quantiles are the normal ones in effect.
+    """
+    d = np.asarray(diff, dtype=float)
+    d = d[np.isfinite(d)]
+    if d.size < 2:
+        return math.nan
+    q = sps.t.ppf(1 - alpha / 2, d.size - 1) + sps.t.ppf(power, d.size - 1)
+    return float(q * d.std(ddof=1) / math.sqrt(d.size))
+
+
 def compare(
     df: pd.DataFrame,
     metric: str,

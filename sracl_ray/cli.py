@@ -11,7 +11,7 @@ from sracl_ray.secrets import ScrubFilter, scrub
 
 # Modules that contribute sub-commands through register(subparsers); listed explicitly.
 SUBCOMMAND_MODULES = ("sracl_ray.semantic.cli", "sracl_ray.sweeps.cli", "sracl_ray.results.cli", "analysis.cli",
-                      "sracl_ray.quickstart")
+                      "sracl_ray.quickstart", "sracl_ray.data.fetch")
 SUMMARY_KEYS = ("valid/hr@10", "valid/ndcg@10", "test/hr@10", "test/ndcg@10", "test/hr@20", "test/ndcg@20")
 
 

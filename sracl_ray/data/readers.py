@@ -44,6 +44,7 @@ from sracl_ray.data.dataset import (DOMAINS, GENERIC, InteractionData, check_ite
                                     require_text_column, slice_users)
 from sracl_ray.data.errors import DataFormatError
 from sracl_ray.data.textfile import decoded_lines, is_id
+from sracl_ray.storage import local_data
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +325,7 @@ def check_domain(domain: str) -> None:
 def load_dataset(cfg: DataConfig) -> InteractionData:
     """The configured dataset, sliced and cleaned for leave-one-out."""
     check_domain(cfg.domain)
-    path = Path(cfg.path).expanduser() if cfg.path else SAMPLE_DIR
+    path = local_data(cfg.path) if cfg.path else SAMPLE_DIR  # a storage URI: its files, mirrored
     if not path.exists():
         raise DataFormatError(path, None, message="no such file or directory (data.path)")
     if path.is_dir() and not any(path.iterdir()):

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from sracl_ray import config as C
+from sracl_ray import storage as S
 from sracl_ray.errors import UserError
 from sracl_ray.manifest import atomic_write
 
@@ -103,18 +104,34 @@ def trial_path(storage: str | Path, trial_id: str) -> Path:
     return Path(storage) / RESULTS_DIRNAME / f"trial-{trial_id}.parquet"
 
 
-def write_row(storage: str | Path, row: Mapping[str, Any]) -> Path:
-    """Write (or overwrite) this trial's one-row file atomically; returns its path."""
-    path = trial_path(storage, str(row["trial_id"]))
+def write_row(storage: str | Path, row: Mapping[str, Any]) -> str:
+    """Write (or overwrite) this trial's one-row file atomically (one PUT on object storage)."""
     table = row_table(row)
-    atomic_write(path, lambda p: pq.write_table(table, p))
+    name = f"trial-{row['trial_id']}.parquet"
+    if S.is_uri(storage):
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink)
+        path = S.join(str(storage), RESULTS_DIRNAME, name)
+        S.write_bytes(path, sink.getvalue().to_pybytes())
+    else:
+        path = str(trial_path(storage, str(row["trial_id"])))
+        atomic_write(path, lambda p: pq.write_table(table, p))
     log.info("results row written: %s", path)
     return path
 
 
+def finished_rows(storage: str | Path) -> int:
+    """How many trial rows a sweep's storage holds (0 when it holds none or does not exist)."""
+    if S.is_uri(storage):
+        return sum(1 for rel in S.list_files(S.join(str(storage), RESULTS_DIRNAME))
+                   if "/" not in rel and rel.startswith("trial-") and rel.endswith(".parquet"))
+    return len(list((Path(storage) / RESULTS_DIRNAME).glob(TRIAL_GLOB)))
+
+
 def store_files(path: str | Path) -> list[Path]:
-    """Every trial file under path: a sweep dir, its results/ dir, or a parent of several sweeps."""
-    p = Path(path).expanduser()
+    """Every trial file under path: a sweep dir, its results/ dir, or a parent of several sweeps
+    (a storage URI is read through its local view, storage.local_view)."""
+    p = S.local_view(path)
     if not p.exists():
         raise UserError(f"results store not found: {p} does not exist (give a sweep storage dir, its "
                         f"{RESULTS_DIRNAME}/ dir, or a dir holding several sweeps)")

@@ -7,8 +7,10 @@ A directory holding:
   unit_nbrs.npy  int64   [n_units, K]      top-K unit indices by cosine, self excluded
   units.parquet  (unit, user, length, key)  see sracl_ray/semantic/units.py
   manifest.json  settings, input fingerprints, code version (sracl_ray/manifest.py)
-  unit_norm.npy  float32 [n_units]  optional: the L2 norm of each unit's raw encoder output, so
-                 unit_emb * unit_norm is that output (semantic.normalize=false, docs/FIDELITY.md)
+  unit_norm.npy  float32 [n_units]  optional: the L2 norm of each unit's raw vector, so that
+                 unit_emb * unit_norm is that vector (semantic.normalize=false, docs/FIDELITY.md):
+                 the encoder's raw output (pipeline embed stage) or the plain mean of the unit's
+                 item vectors (interim builder); written by both builders
 Any embedding width D works; K is the number stored (up to 100), k <= K is chosen at train time.
 Items without text (and units whose items all lack text) are in no neighbour list; their own row
 holds their own id in every column, so substitution keeps them (manifest: `textless_items`).

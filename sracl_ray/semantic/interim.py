@@ -72,8 +72,12 @@ def encode_with_progress(encode: Encoder, texts: Sequence[str], progress: bool =
     return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
 
 
-def unit_means(item_emb: np.ndarray, hist: np.ndarray, has_text: np.ndarray, chunk: int = 1024) -> np.ndarray:
+def unit_means(item_emb: np.ndarray, hist: np.ndarray, has_text: np.ndarray, chunk: int = 1024,
+               raw: bool = False) -> np.ndarray:
     """[U, D] normalised mean of each unit's items that have text (all its items when none has).
+
+    raw=True: the mean itself (the interim artifact's "raw encoder output" of a unit, whose norm
+    is stored as unit_norm.npy for semantic.normalize=false).
 
     item_emb: [n_items + 1, D] with row 0 zeros; hist: [U, L] left-padded ids; has_text: [n_items + 1].
     Chunked so memory stays at chunk * L * D floats (Beauty's 131k prefixes would need 10 GB at once).
@@ -87,7 +91,7 @@ def unit_means(item_emb: np.ndarray, hist: np.ndarray, has_text: np.ndarray, chu
         wf = w.astype(np.float32)
         sums = (item_emb[h] * wf[..., None]).sum(1)  # [C, D]
         out[s:s + len(h)] = sums / np.maximum(wf.sum(1, keepdims=True), 1)
-    return normalise(out)
+    return out if raw else normalise(out)
 
 
 def build_from_item_embeddings(split: Split, item_vecs: np.ndarray, granularity: str, max_k: int,
@@ -105,7 +109,9 @@ def build_from_item_embeddings(split: Split, item_vecs: np.ndarray, granularity:
     has_text[0] = False
     has_text[t_items] = False
     log.info("unit embeddings: mean of the items of %d %s units", len(units), granularity)
-    unit_emb = unit_means(item_emb, hist, has_text)
+    unit_raw = unit_means(item_emb, hist, has_text, raw=True)
+    unit_norm = np.maximum(np.linalg.norm(unit_raw, axis=1), 1e-12).astype(np.float32)  # < 1: items differ
+    unit_emb = normalise(unit_raw)
     t_units = textless_units(hist, t_items, split.n_items)
     item_nbrs, unit_nbrs = semantic_neighbours(item_emb, unit_emb, t_items, t_units, max_k, device=device,
                                                progress=progress)
@@ -113,7 +119,7 @@ def build_from_item_embeddings(split: Split, item_vecs: np.ndarray, granularity:
 
     manifest = {"stage": "interim", "settings": settings, "textless_items": textless_entry(t_items),
                 "textless_units": textless_entry(t_units), "composition": composition_of(unit_nbrs, units)}
-    return SemanticArtifact(item_emb, unit_emb, item_nbrs, unit_nbrs, units, manifest)
+    return SemanticArtifact(item_emb, unit_emb, item_nbrs, unit_nbrs, units, manifest, unit_norm)
 
 
 def build_interim(data: InteractionData, split: Split, out_dir: str | Path, granularity: str = "prefix",
@@ -121,7 +127,8 @@ def build_interim(data: InteractionData, split: Split, out_dir: str | Path, gran
                   device: str = "cpu") -> SemanticArtifact:
     """Build (or reuse, when its manifest matches) the interim artifact in out_dir (top-k on `device`)."""
     settings = {"builder": "interim-minilm-mean", "granularity": granularity, "max_k": max_k,
-                "max_len": split.max_len, "text_columns": list(TEXT_COLUMNS), "textless": "excluded"}
+                "max_len": split.max_len, "text_columns": list(TEXT_COLUMNS), "textless": "excluded",
+                "unit_norm": "norm of the mean of the unit's item vectors"}
     inputs = {"dataset": data.fingerprint}
     if encoder is None:
         try:

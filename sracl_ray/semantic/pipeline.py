@@ -2,7 +2,7 @@
 
     out/prepared/    interactions.parquet, items.parquet, split/*.npy, manifest.json
     out/summaries/   prompts.parquet, summaries.parquet (+ shards/ while running), manifest.json
-    out/embeddings/  item_emb.npy, unit_emb.npy, manifest.json
+    out/embeddings/  item_emb.npy, unit_emb.npy, unit_norm.npy (raw-output norms), manifest.json
     out/artifact/    the semantic artifact training reads (sracl_ray/semantic/artifact.py)
 
 A stage whose manifest records the same settings and input fingerprints is skipped; a stage that
@@ -163,14 +163,19 @@ def summarize(prepared: str | Path, out: str | Path, granularity: str, pipe: Pip
 # ---------------------------------------------------------------- embed
 
 
+# What the embed stage's unit_norm.npy holds; part of its settings, so that an embeddings folder
+# written before the norms were recorded is not fresh (it is re-embedded, never mixed with norms).
+UNIT_NORM = "L2 norm of the encoder's raw output (unit_emb x unit_norm = that output)"
+
+
 def embed(summaries: str | Path, out: str | Path, pipe: PipelineConfig, progress: bool = True) -> StageResult:
-    """Summaries -> item_emb [n_items + 1, D] (row 0 zeros) and unit_emb [n_units, D]."""
-    from sracl_ray.semantic.embeddings import embed_texts
+    """Summaries -> item_emb [n_items + 1, D] (row 0 zeros), unit_emb [n_units, D] and unit_norm [n_units]."""
+    from sracl_ray.semantic.embeddings import embed_texts_with_norms
 
     out, summaries = Path(out), Path(summaries)
     e = pipe.embed
     settings = {"model": e.model or "packaged:all-MiniLM-L6-v2", "pooling": e.pooling,
-                "max_seq_length": e.max_seq_length}
+                "max_seq_length": e.max_seq_length, "unit_norm": UNIT_NORM}
     if not (summaries / "prompts.parquet").exists():
         raise StageInputError(f"{summaries}: no prompts.parquet (run `sracl-ray summarize` first)")
     records = _read_stage_file(summaries / "prompts.parquet", pd.read_parquet)
@@ -178,15 +183,19 @@ def embed(summaries: str | Path, out: str | Path, pipe: PipelineConfig, progress
     inputs = {"summaries": _fingerprint_of(summaries, "summarize")}
     if is_fresh(out, settings, inputs):
         return StageResult("embed", out, True)
+    (out / "manifest.json").unlink(missing_ok=True)  # not finished until every file below is rewritten
     uniq, inverse = np.unique(np.asarray(texts, dtype=object).astype(str), return_inverse=True)
-    vecs = embed_texts(list(uniq), e, progress=progress)[inverse]  # [R, D]
+    vecs, norms = embed_texts_with_norms(list(uniq), e, progress=progress)
+    vecs, norms = vecs[inverse], norms[inverse]  # [R, D], [R]
     kind = records["kind"].to_numpy()
     units, items = records[kind == "unit"], records[kind == "item"]
     unit_emb = np.zeros((len(units), vecs.shape[1]), np.float32)
     unit_emb[units["id"].to_numpy()] = vecs[kind == "unit"]
+    unit_norm = np.zeros(len(units), np.float32)
+    unit_norm[units["id"].to_numpy()] = norms[kind == "unit"]
     item_emb = np.zeros((int(items["id"].max()) + 1 if len(items) else 1, vecs.shape[1]), np.float32)
     item_emb[items["id"].to_numpy()] = vecs[kind == "item"]
-    for name, arr in (("item_emb", item_emb), ("unit_emb", unit_emb)):
+    for name, arr in (("item_emb", item_emb), ("unit_emb", unit_emb), ("unit_norm", unit_norm)):
         atomic_write(out / f"{name}.npy", lambda p, a=arr: np.save(p, a, allow_pickle=False))
     provenance = {"summarize": (read_manifest(summaries) or {}).get("settings", {})}
     _finish(out, "embed", settings, inputs, provenance=provenance,
@@ -222,6 +231,7 @@ def neighbours(prepared: str | Path, embeddings: str | Path, out: str | Path, gr
                               f"{len(item_emb) - 1} items vs {len(units)}, {split.n_items}); rerun summarize/embed")
     check_embeddings(embeddings / "item_emb.npy", item_emb, padding_row=True)
     check_embeddings(embeddings / "unit_emb.npy", unit_emb, padding_row=False)
+    unit_norm = _unit_norms(embeddings, emb_m, len(unit_emb))
     t_items = textless_items(data.items, ITEM_TEXT_COLUMNS)
     t_items = t_items[(t_items >= 1) & (t_items <= split.n_items)]
     warn_textless(t_items, split.n_items, f"{prepared}/items.parquet")
@@ -232,7 +242,8 @@ def neighbours(prepared: str | Path, embeddings: str | Path, out: str | Path, gr
                            {"stage": "semantic", "settings": settings, "inputs": inputs,
                             "fingerprint": fingerprint_obj({"settings": settings, "inputs": inputs}),
                             "textless_items": textless_entry(t_items), "textless_units": textless_entry(t_units),
-                            "provenance": {**emb_m.get("provenance", {}), "embed": emb_m.get("settings", {})}})
+                            "provenance": {**emb_m.get("provenance", {}), "embed": emb_m.get("settings", {})}},
+                           unit_norm)
     from sracl_ray.semantic.composition import composition_of  # who the neighbours are (same user?)
 
     art.manifest["composition"] = composition_of(unit_nbrs, units)
@@ -240,6 +251,22 @@ def neighbours(prepared: str | Path, embeddings: str | Path, out: str | Path, gr
     detail = f"K={item_nbrs.shape[1]} items, K={unit_nbrs.shape[1]} units"
     return StageResult("neighbours", out, False,
                        detail + (f", {len(t_items)} items without text excluded" if len(t_items) else ""))
+
+
+def _unit_norms(embeddings: Path, emb_m: dict, n_units: int) -> np.ndarray | None:
+    """The embed stage's [n_units] raw-output norms; None (warned) when that stage predates them."""
+    if "unit_norm" not in emb_m.get("settings", {}):
+        log.warning("%s predates raw-output norms (no unit_norm in its manifest): the artifact gets none, and "
+                    "semantic.normalize=false will read unit vectors; rerun `sracl-ray embed` to record them",
+                    embeddings)
+        return None
+    path = embeddings / "unit_norm.npy"
+    norm = _read_stage_file(path, lambda f: np.load(f, allow_pickle=False))
+    if not np.issubdtype(norm.dtype, np.floating) or norm.shape != (n_units,) or \
+            not (np.isfinite(norm) & (norm > 0)).all():
+        raise StageInputError(f"{path}: expected {n_units} finite norms > 0 (one per unit), found {norm.dtype} "
+                              f"{norm.shape}; rerun `sracl-ray embed`")
+    return norm.astype(np.float32, copy=False)
 
 
 def run_all(cfg: Config, pipe: PipelineConfig, out: str | Path, progress: bool = True) -> list[StageResult]:

@@ -16,10 +16,13 @@ def register(subparsers) -> None:
     run = sub.add_parser("run", help="start a sweep", description=(
         "Validate EXPERIMENT (every key and grid point) and run it with Ray Tune. Trials write fit() outputs "
         "to DIR/trials/, rows to the results store DIR/results/, TensorBoard logs to DIR/tune/. "
-        "DIR must be on a filesystem every node sees. Resume a killed run with `sracl-ray sweep resume DIR`."))
+        "DIR is a path on a filesystem every node mounts, or a storage URI (s3://bucket/prefix, gs://..., any "
+        "pyarrow filesystem URI; credentials and AWS_ENDPOINT_URL from the environment); every node is "
+        "checked to see it before any trial runs. Resume a killed run with `sracl-ray sweep resume DIR`."))
     run.add_argument("experiment", help="experiments/*.yaml")
     run.add_argument("--storage", required=True,
-                     help="the sweep's directory (one holding finished trials is refused: resume it or --overwrite)")
+                     help="the sweep's directory or storage URI (one holding finished trials is refused: resume it "
+                          "or --overwrite)")
     run.add_argument("--overwrite", action="store_true", help="replace a sweep already in --storage")
     run.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                      help="override the experiment's base config (repeatable)")
@@ -34,13 +37,13 @@ def register(subparsers) -> None:
         "Finished trials are kept, unfinished ones continue from their last epoch, errored ones resume from "
         "their last checkpoint (or from scratch with --restart-errored); the search algorithm continues from "
         "its saved state."))
-    resume.add_argument("storage", help="the sweep's directory")
+    resume.add_argument("storage", help="the sweep's directory or storage URI")
     resume.add_argument("--restart-errored", action="store_true", help="rerun errored trials from scratch")
     _ray_args(resume)
     resume.set_defaults(func=_resume)
 
     rep = subparsers.add_parser("reproduce", help="run every experiment file (resumes those already started)")
-    rep.add_argument("--storage", default="runs/reproduce", help="parent dir; one sweep dir per experiment")
+    rep.add_argument("--storage", default="runs/reproduce", help="parent dir or storage URI; one sweep per experiment under it")
     rep.add_argument("--experiments", help="folder of experiment files (default: ./experiments)")
     rep.add_argument("--only", help="comma-separated experiment names")
     rep.add_argument("--smoke", action="store_true",
@@ -49,17 +52,6 @@ def register(subparsers) -> None:
     rep.add_argument("--mlflow-uri")
     _ray_args(rep)
     rep.set_defaults(func=_reproduce)
-
-
-def _local_storage(storage: str) -> str:
-    """Storage URIs (s3://, gs://) are not supported yet: refuse them rather than write to a local
-    dir named 's3:'."""
-    if "://" in storage:
-        from sracl_ray.config import ConfigError
-
-        raise ConfigError(f"--storage {storage}: storage URIs are not supported yet; give a path on a filesystem "
-                          f"every node mounts (cluster.yaml: EFS at /mnt/shared)")
-    return storage
 
 
 def _report(outcome) -> None:
@@ -76,7 +68,6 @@ def _run(args: argparse.Namespace) -> int:
     from sracl_ray.sweeps import experiment as E
     from sracl_ray.sweeps.runner import run_sweep
 
-    _local_storage(args.storage)
     exp = E.load_experiment(args.experiment, args.set)
     if args.smoke:
         exp = E.shrink_for_smoke(exp)
@@ -90,7 +81,7 @@ def _run(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from sracl_ray.sweeps.runner import resume_sweep
 
-    outcome = resume_sweep(_local_storage(args.storage), restart_errored=args.restart_errored, address=args.address,
+    outcome = resume_sweep(args.storage, restart_errored=args.restart_errored, address=args.address,
                            num_cpus=args.num_cpus)
     _report(outcome)
     return 0 if outcome.ok else 1
@@ -99,7 +90,6 @@ def _resume(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from sracl_ray.sweeps.reproduce import experiments_dir, reproduce
 
-    _local_storage(args.storage)
     only = [s.strip() for s in args.only.split(",")] if args.only else None
     outcomes = reproduce(args.storage, experiments_dir(args.experiments), smoke=args.smoke, only=only, write=print,
                          address=args.address, num_cpus=args.num_cpus, mlflow_uri=args.mlflow_uri,

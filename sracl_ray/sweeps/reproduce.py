@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 import sracl_ray
+from sracl_ray import storage as S
 from sracl_ray.sweeps import experiment as E
 from sracl_ray.sweeps import runner
 from sracl_ray.sweeps.trainable import Engine
@@ -39,7 +40,7 @@ def experiment_files(folder: Path) -> list[Path]:
     return [f for f in sorted(folder.glob("*.yaml")) if is_experiment_file(f)]
 
 
-def load_all(folder: Path, only: list[str] | None = None, smoke: bool = False, storage: Path | None = None,
+def load_all(folder: Path, only: list[str] | None = None, smoke: bool = False, storage: str | None = None,
              smoke_users: int = 60) -> list[E.Experiment]:
     """Every *.yaml in folder, validated up front (one bad file stops everything before any trial)."""
     files = experiment_files(folder)
@@ -51,7 +52,8 @@ def load_all(folder: Path, only: list[str] | None = None, smoke: bool = False, s
                                 f"(have: {', '.join(e.name for e in exps)})")
         exps = [e for e in exps if e.name in only]
     if smoke:
-        cache = str(storage / ".semantic_cache") if storage else None
+        # the smoke artifacts are built by the driver: next to a local storage dir, else the default cache
+        cache = str(Path(storage) / ".semantic_cache") if storage and not S.is_uri(storage) else None
         exps = [E.shrink_for_smoke(e, max_users=smoke_users, cache_dir=cache) for e in exps]
     return exps
 
@@ -60,14 +62,14 @@ def reproduce(storage: str | Path, folder: Path, *, smoke: bool = False, only: l
               engine: Engine | None = None, write: Callable[[str], None] | None = None,
               address: str | None = None, num_cpus: int | None = None, mlflow_uri: str | None = None,
               smoke_users: int = 60) -> list[runner.SweepOutcome]:
-    storage = Path(storage).expanduser().resolve()
+    storage = S.normalise(storage)
     exps = load_all(folder, only, smoke, storage, smoke_users)
     write = write or log.info
     outcomes = []
     for exp in exps:
-        sweep_dir = storage / exp.name
+        sweep_dir = S.join(storage, exp.name)
         write(f"== {exp.name} ({exp.source}) -> {sweep_dir}")
-        if (sweep_dir / runner.TUNE_DIRNAME / "tuner.pkl").exists():
+        if S.exists(S.join(sweep_dir, runner.TUNE_DIRNAME, "tuner.pkl")):
             outcome = runner.resume_sweep(sweep_dir, engine=engine, address=address, num_cpus=num_cpus)
         else:
             outcome = runner.run_sweep(exp, sweep_dir, engine=engine, mlflow_uri=mlflow_uri, write=write,

@@ -1,6 +1,7 @@
 """Run and resume a sweep: an experiment file -> a Ray Tune run under one storage dir.
 
-Storage layout (a local path or a filesystem shared by every node):
+Storage layout (a path on a filesystem shared by every node, or a storage URI such as
+s3://bucket/prefix that every node can reach; sracl_ray/storage.py):
     <storage>/sweep.json         the validated experiment (what `sweep resume` rebuilds from)
     <storage>/tune/              Ray Tune's experiment dir: tuner.pkl, experiment state, the
                                  searcher state (searcher-state-*.pkl), per-trial dirs with
@@ -26,9 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from sracl_ray import storage as S
 from sracl_ray.config import ConfigError
-from sracl_ray.manifest import atomic_write_text, code_version
+from sracl_ray.manifest import code_version
 from sracl_ray.sweeps import experiment as E
+from sracl_ray.sweeps.shared_storage import check_shared_storage
 from sracl_ray.sweeps.state_guard import check_private, check_private_file
 from sracl_ray.sweeps.trainable import Engine, TrialSpec, default_engine, sweep_trial
 
@@ -40,7 +43,7 @@ SPEC_FILENAME = "sweep.json"
 
 @dataclass
 class SweepOutcome:
-    storage: Path
+    storage: Path | str
     n_trials: int
     n_finished: int
     n_errored: int
@@ -153,7 +156,7 @@ def prepare_shared(exp: E.Experiment, engine: Engine) -> dict[str, Any]:
     return refs
 
 
-def build_trainable(exp: E.Experiment, storage: Path, engine: Engine, refs: dict[str, Any]):
+def build_trainable(exp: E.Experiment, storage: str, engine: Engine, refs: dict[str, Any]):
     from ray import tune
 
     spec = TrialSpec(experiment=exp.name, base=E.C.to_dict(exp.base_config()), storage=str(storage))
@@ -177,20 +180,23 @@ def check_inputs_exist(exp: E.Experiment) -> None:
                               f"point it at the dataset with --set data.path=DIR")
 
 
-def write_spec(storage: Path, exp: E.Experiment, smoke: bool) -> None:
+def write_spec(storage: str, exp: E.Experiment, smoke: bool) -> None:
     spec = {"experiment": exp.to_dict(), "source": exp.source, "smoke": smoke, "code_version": code_version()}
-    atomic_write_text(storage / SPEC_FILENAME, json.dumps(spec, indent=2, default=str))
+    S.write_text(S.join(storage, SPEC_FILENAME), json.dumps(spec, indent=2, default=str))
 
 
-def read_spec(storage: Path) -> E.Experiment:
-    path = storage / SPEC_FILENAME
-    if not path.exists():
-        raise ConfigError(f"{storage}: not a sweep storage dir (no {SPEC_FILENAME}); start one with `sweep run`")
-    raw = json.loads(path.read_text())
+def read_spec(storage: str) -> E.Experiment:
+    path = S.join(storage, SPEC_FILENAME)
+    try:
+        text = S.read_text(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{storage}: not a sweep storage dir (no {SPEC_FILENAME}); start one with `sweep run`") \
+            from None
+    raw = json.loads(text)
     return E.from_dict(raw["experiment"], source=raw.get("source") or str(path))
 
 
-def summarize(results, exp: E.Experiment, storage: Path) -> SweepOutcome:
+def summarize(results, exp: E.Experiment, storage: str) -> SweepOutcome:
     finished = [r for r in results if r.error is None]
     errored = [r for r in results if r.error is not None]
     best = None
@@ -204,10 +210,10 @@ def summarize(results, exp: E.Experiment, storage: Path) -> SweepOutcome:
 
     errors = {(r.metrics or {}).get("trial_id") or Path(str(r.path)).name.removeprefix("trial_"): error_line(r.error)
               for r in errored}
-    return SweepOutcome(storage, len(results), len(finished), len(errored), best, errors)
+    return SweepOutcome(storage if S.is_uri(storage) else Path(storage), len(results), len(finished), len(errored), best, errors)
 
 
-def _run_config(exp: E.Experiment, storage: Path, callbacks: list):
+def _run_config(exp: E.Experiment, storage: str, callbacks: list):
     from ray import tune
 
     return tune.RunConfig(
@@ -227,7 +233,7 @@ def _quiet_tune() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-def claim_storage(storage: Path, overwrite: bool = False) -> None:
+def claim_storage(storage: str, overwrite: bool = False) -> None:
     """Make `storage` ready for a new sweep, or refuse with what to do instead.
 
     A dir holding a sweep with finished trials (rows in its results store) is refused: resume it,
@@ -235,25 +241,28 @@ def claim_storage(storage: Path, overwrite: bool = False) -> None:
     start, a bad input) leaves nothing worth keeping, so its files are replaced.  Only this
     tool's own entries (sweep.json, tune/, trials/, results/) are ever removed.
     """
-    from sracl_ray.results.store import RESULTS_DIRNAME, TRIAL_GLOB
+    from sracl_ray.results.store import RESULTS_DIRNAME, finished_rows
     from sracl_ray.sweeps.trainable import TRIALS_DIRNAME
 
-    if storage.exists() and not storage.is_dir():
+    if S.exists(storage) and not S.is_dir(storage) and not S.is_uri(storage):
         raise ConfigError(f"--storage {storage}: exists and is not a directory")
-    ours = [storage / n for n in (SPEC_FILENAME, TUNE_DIRNAME, TRIALS_DIRNAME, RESULTS_DIRNAME)]
-    if not any(p.exists() for p in ours):
+    ours = [S.join(storage, n) for n in (SPEC_FILENAME, TUNE_DIRNAME, TRIALS_DIRNAME, RESULTS_DIRNAME)]
+    present = S.list_files(storage) if S.is_uri(storage) else None
+    if present is not None:  # object storage: a "dir" exists when a key lies under it
+        ours = [p for p, n in zip(ours, (SPEC_FILENAME, TUNE_DIRNAME, TRIALS_DIRNAME, RESULTS_DIRNAME))
+                if any(k == n or k.startswith(n + "/") for k in present)]
+    elif not any(Path(p).exists() for p in ours):
         return
-    finished = len(list((storage / RESULTS_DIRNAME).glob(TRIAL_GLOB)))
+    if not ours:
+        return
+    finished = finished_rows(storage)
     if finished and not overwrite:
         raise ConfigError(f"--storage {storage} already holds a sweep with {finished} finished trial(s); continue "
                           f"it with `sracl-ray sweep resume {storage}`, or replace it with --overwrite")
     log.warning("%s: replacing an earlier sweep's files (%s)", storage,
                 "--overwrite" if finished else "no trial of it had finished")
     for p in ours:
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
+        S.delete(p)
 
 
 def run_sweep(exp: E.Experiment, storage: str | Path, *, engine: Engine | None = None,
@@ -265,14 +274,17 @@ def run_sweep(exp: E.Experiment, storage: str | Path, *, engine: Engine | None =
 
     from sracl_ray.sweeps.tracking import Progress, tracking_callbacks
 
+    storage = S.normalise(storage)
+    S.filesystem(storage)  # an unusable URI: one line now
     check_inputs_exist(exp)  # a one-line error now, not after Ray has started
     _quiet_tune()
-    storage = Path(storage).expanduser().resolve()
     claim_storage(storage, overwrite)
-    storage.mkdir(parents=True, exist_ok=True)
+    if not S.is_uri(storage):
+        Path(storage).mkdir(parents=True, exist_ok=True)
     engine = engine or default_engine()
     write_spec(storage, exp, smoke)
     init_ray(address, num_cpus)
+    check_shared_storage(storage)
     refs = prepare_shared(exp, engine)
     search_alg, scheduler = search_and_scheduler(exp)
     callbacks = [*tracking_callbacks(exp.name, mlflow_uri), Progress(exp.metric, exp.mode, progress_every_s, write)]
@@ -366,22 +378,27 @@ def resume_sweep(storage: str | Path, *, engine: Engine | None = None, restart_e
     from ray import tune
 
     _quiet_tune()
-    storage = Path(storage).expanduser().resolve()
+    storage = S.normalise(storage)
     exp = read_spec(storage)
-    tune_dir = storage / TUNE_DIRNAME
-    check_private(tune_dir)  # Tune unpickles this state: refuse files someone else could have written
-    if not tune.Tuner.can_restore(str(tune_dir)):
+    tune_dir = S.join(storage, TUNE_DIRNAME)
+    remote = S.is_uri(storage)
+    if not remote:  # object storage: the bucket's access policy is the boundary (README, Security)
+        check_private(Path(tune_dir))  # Tune unpickles this state: refuse files someone else could have written
+    if not tune.Tuner.can_restore(tune_dir):
         raise ConfigError(f"{tune_dir}: no restorable Tune state (the sweep never started?); "
                           f"start it again with `sracl-ray sweep run ... --storage {storage}`")
     init_ray(address, num_cpus)  # before the repair: the connected Ray's temp dir holds the staged copies
-    for path in repair_state_files(tune_dir):
-        log.warning("restored %s from Ray's staged copy (the killed driver left it truncated)", path)
+    check_shared_storage(storage)
+    if not remote:  # an object is written whole: a killed driver cannot leave one truncated
+        for path in repair_state_files(Path(tune_dir)):
+            log.warning("restored %s from Ray's staged copy (the killed driver left it truncated)", path)
     engine = engine or default_engine()
     refs = prepare_shared(exp, engine)  # object refs do not survive the old driver: put them again
     trainable = build_trainable(exp, storage, engine, refs)
-    results = tune.Tuner.restore(str(tune_dir), trainable=trainable, resume_unfinished=True,
+    results = tune.Tuner.restore(tune_dir, trainable=trainable, resume_unfinished=True,
                                  resume_errored=not restart_errored, restart_errored=restart_errored).fit()
-    drop_orphan_trial_dirs(tune_dir, results)
+    if not remote:
+        drop_orphan_trial_dirs(Path(tune_dir), results)
     return summarize(results, exp, storage)
 
 

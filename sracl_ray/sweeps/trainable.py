@@ -11,6 +11,11 @@ Tune's record of a retried trial stays continuous: fit() saves its checkpoint be
 the epoch, so a node lost between the two leaves fit() one epoch ahead of Tune's last marker.
 Before fit() continues, the epochs Tune never saw are reported from fit()'s stored history
 (`replay_missed`): no gap and no repeat in the trial's epochs and training iterations.
+
+Storage may be a URI (s3://...).  fit() then works in a node-local scratch dir and `TrialFiles`
+keeps the storage copy current: fit()'s checkpoint after every epoch (uploaded as
+`checkpoint-<epoch>/`, then the one-object pointer `checkpoint.json` names it, then the older one
+goes), result.json, ranks and best weights at the end.  A retry on any node pulls them back first.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from sracl_ray import config as C
+from sracl_ray import storage as S
 from sracl_ray.errors import NonFiniteError
 from sracl_ray.manifest import atomic_write_text
 from sracl_ray.results import store
@@ -60,7 +66,71 @@ class TrialSpec:
 
 
 def trial_dir(storage: str | Path, trial_id: str) -> Path:
+    """Where fit() writes this trial's outputs: in the storage dir, or node-local scratch for a URI."""
+    if S.is_uri(storage):
+        return S.node_scratch(str(storage), TRIALS_DIRNAME, trial_id)
     return Path(storage) / TRIALS_DIRNAME / trial_id
+
+
+POINTER_FILENAME = "checkpoint.json"  # object storage: {"dir": "checkpoint-<epoch>"}, one PUT
+SYNCED_OUTPUTS = ("result.json", "ranks.parquet", "best.safetensors")
+
+
+@dataclass(frozen=True)
+class TrialFiles:
+    """A trial's outputs: `local` is fit()'s dir; `remote` is their storage URI (None: local is storage)."""
+
+    local: Path
+    remote: str | None
+
+    @classmethod
+    def of(cls, storage: str | Path, trial_id: str) -> "TrialFiles":
+        remote = S.join(str(storage), TRIALS_DIRNAME, trial_id) if S.is_uri(storage) else None
+        return cls(trial_dir(storage, trial_id), remote)
+
+    def pull(self, fresh: bool) -> None:
+        """Bring the storage copy to this node: outputs and markers always, the checkpoint unless
+        Tune starts the trial afresh (then the stored checkpoint and markers are dropped)."""
+        if self.remote is None:
+            return
+        self.local.mkdir(parents=True, exist_ok=True)
+        names = S.list_files(self.remote)
+        for name in (*SYNCED_OUTPUTS, DIVERGED_FILENAME):
+            if name in names and not (fresh and name == DIVERGED_FILENAME):
+                S.download(S.join(self.remote, name), self.local / name)
+        if fresh:
+            S.delete(S.join(self.remote, POINTER_FILENAME))
+            S.delete(S.join(self.remote, DIVERGED_FILENAME))
+            return
+        if POINTER_FILENAME not in names:
+            return
+        src = json.loads(S.read_text(S.join(self.remote, POINTER_FILENAME)))["dir"]
+        target = self.local / "checkpoint"
+        shutil.rmtree(target, ignore_errors=True)
+        staged = self.local / "checkpoint.pull"
+        shutil.rmtree(staged, ignore_errors=True)
+        S.download_dir(S.join(self.remote, src), staged)
+        staged.rename(target)
+
+    def push_checkpoint(self, ckpt_dir: Path, epoch: int) -> None:
+        """Upload fit()'s checkpoint of `epoch`, then point at it, then drop the previous one."""
+        if self.remote is None:
+            return
+        name = f"checkpoint-{int(epoch)}"
+        S.upload_dir(ckpt_dir, S.join(self.remote, name))
+        pointer = S.join(self.remote, POINTER_FILENAME)
+        previous = json.loads(S.read_text(pointer))["dir"] if S.exists(pointer) else None
+        S.write_text(pointer, json.dumps({"dir": name, "epoch": int(epoch)}))
+        if previous and previous != name:
+            S.delete(S.join(self.remote, previous))
+
+    def push(self, *names: str) -> None:
+        """Upload finished outputs (those that exist locally)."""
+        if self.remote is None:
+            return
+        for name in names:
+            if (self.local / name).exists():
+                S.upload_file(self.local / name, S.join(self.remote, name))
 
 
 def _plain(obj: Any) -> Any:
@@ -200,17 +270,22 @@ def node_id() -> str | None:
 
 
 def write_store_row(spec: TrialSpec, trial_id: str, cfg: C.Config, result: Mapping[str, Any], out_dir: Path) -> None:
-    ranks = result.get("ranks_path") or str(out_dir / "ranks.parquet")
-    try:  # relative to the storage dir, so a copied or synced sweep dir stays readable
-        ranks = str(Path(ranks).resolve().relative_to(Path(spec.storage).resolve()))
-    except ValueError:
-        pass
+    if S.is_uri(spec.storage):  # relative to the storage URI; TrialFiles.push put the file there
+        ranks = f"{TRIALS_DIRNAME}/{trial_id}/ranks.parquet"
+    else:
+        ranks = result.get("ranks_path") or str(out_dir / "ranks.parquet")
+        try:  # relative to the storage dir, so a copied or synced sweep dir stays readable
+            ranks = str(Path(ranks).resolve().relative_to(Path(spec.storage).resolve()))
+        except ValueError:
+            pass
     store.write_row(spec.storage, store.trial_row(result, cfg, trial_id, spec.experiment, ranks, node_id()))
 
 
-def record_divergence(spec: TrialSpec, trial_id: str, cfg: C.Config, out_dir: Path, error: str) -> None:
+def record_divergence(spec: TrialSpec, trial_id: str, cfg: C.Config, files: TrialFiles, error: str) -> None:
     """A diverged trial: its store row (status diverged, no metrics) and the fast-fail marker."""
+    out_dir = files.local
     atomic_write_text(out_dir / DIVERGED_FILENAME, json.dumps({"config": _plain(C.to_dict(cfg)), "error": error}))
+    files.push(DIVERGED_FILENAME)
     write_store_row(spec, trial_id, cfg, {"status": "diverged", "error": error}, out_dir)
 
 
@@ -226,14 +301,17 @@ def sweep_trial(config: dict[str, Any], *, prepared: Mapping[str, Any], spec: Tr
     trial_id = ctx.get_trial_id()
     cfg = trial_config(spec.base, config)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=False))  # no bars in worker logs
-    out_dir = trial_dir(spec.storage, trial_id)
+    files = TrialFiles.of(spec.storage, trial_id)
+    out_dir = files.local
     out_dir.mkdir(parents=True, exist_ok=True)
 
     checkpoint = tune.get_checkpoint()
     marker = marker_of(checkpoint)
+    files.pull(fresh=checkpoint is None)
     done = finished_result(out_dir, cfg)
     if done is not None:  # finished before a killed driver could record it: report, do not retrain
         log.info("trial %s already finished (%s); re-reporting its result", trial_id, out_dir)
+        files.push(*SYNCED_OUTPUTS)
         write_store_row(spec, trial_id, cfg, done, out_dir)
         # Every epoch Tune has not seen (all of them on a fresh start), so that a scheduler compares
         # like with like; then the final report, unless Tune already holds it.
@@ -253,17 +331,19 @@ def sweep_trial(config: dict[str, Any], *, prepared: Mapping[str, Any], spec: Tr
     def report(metrics: dict, checkpoint_dir: Path) -> None:
         metrics = dict(metrics)
         if metrics.get("final"):
+            files.push(*SYNCED_OUTPUTS)
             # The row goes in before Tune sees the final result: a scheduler may stop the trial on
             # that result (ASHA at max_t), and a stopped trial never runs the code after fit().
             write_store_row(spec, trial_id, cfg, finished_result(out_dir, cfg) or result_from_report(metrics, cfg),
                             out_dir)
         else:  # test metrics exist only in the final report
+            files.push_checkpoint(checkpoint_dir, int(metrics.get("epoch", 0)))
             metrics = {**valid_only(metrics), "final": False}
         report_with_marker(metrics)
 
     try:
         result = engine.fit(cfg, out_dir, report=report, prepared=prep, resume=True)
     except NonFiniteError as e:  # the trial ends as errored in Tune, never best; the store says why
-        record_divergence(spec, trial_id, cfg, out_dir, str(e))
+        record_divergence(spec, trial_id, cfg, files, str(e))
         raise
     write_store_row(spec, trial_id, cfg, result, out_dir)  # the complete result.json (same row, rewritten)

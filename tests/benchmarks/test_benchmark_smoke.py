@@ -34,6 +34,7 @@ EXPECTED = {
                          "check_rows_differing"},
     "openai_throughput": {"direct_tok_per_s", "ours_tok_per_s", "ratio_ours_vs_direct"},
     "sweep_overhead": {"sequential_s", "sweep_s", "overhead_ratio"},
+    "study_tables": {"arms", "comparisons", "determinism_no_cl"},  # benchmarks/REPRODUCTION.md
     "reproduce_gpu": {"artifact_build_s", "trials", "n_ok", "study_wall_s"},  # tests/benchmarks/test_reproduce_gpu_smoke.py
 }
 RATIOS = {"speedup_vs_reference", "encoder_vs_reference", "speedup_vs_reference[trim,fp32]", "packing_ratio",

@@ -177,14 +177,96 @@ def test_reencode_equals_shared_without_dropout(normed):
     assert got[0] == pytest.approx(got[1], rel=1e-5)
 
 
-def test_synthesis_inputs_raw_unit_or_fallback(normed, small_sample, caplog):
+NO_DROPOUT = ["model.dropout=0", "model.attn_dropout=0", "cl.attn_dropout=0"]
+
+
+def reference_batch(prep, cfg, idx):
+    """The reference trainer's collated batch of samples idx (its per-sample Dataset)."""
+    from torch.utils.data import default_collate
+
+    from sracl_ray.training.reference import ReferenceDataset
+
+    ds = ReferenceDataset(prep, cfg.cl.k, cfg.cl.substitute_prob, 0)
+    return default_collate([ds[i] for i in idx.tolist()])
+
+
+@pytest.mark.parametrize("form,anchor,padding,normalize", [("release", "reencode", "exclude", False),
+                                                           ("paper", "shared", "include", True)])
+def test_reference_loss_equals_step_losses(normed, form, anchor, padding, normalize):
+    """The benchmark's reference trainer forms the same loss as step_losses, switch for switch
+    (no dropout and no substitution, so both see the same encodings)."""
+    from sracl_ray.training.inputs import synthesis_inputs
+    from sracl_ray.training.reference import reference_loss
+
+    sets, prep, _ = normed
+    cfg = load(None, sets + NO_DROPOUT + [f"cl.cs_form={form}", f"cl.cs_anchor={anchor}",
+                                          f"train.ce_padding={padding}", f"semantic.normalize={str(normalize).lower()}",
+                                          "cl.substitute_prob=0"])
+    dd = DeviceData(prep, cfg, CPU)
+    torch.manual_seed(0)
+    modules = build_modules(cfg, prep, dd, CPU)
+    idx = torch.arange(20, 32)
+    want = step_losses(modules["model"], modules["synth"], dd, idx, cfg, torch.Generator().manual_seed(3))
+    unit_emb = torch.as_tensor(synthesis_inputs(prep.semantic, normalize))
+    got = reference_loss(modules, reference_batch(prep, cfg, idx), unit_emb, cfg)
+    assert float(got.detach()) == pytest.approx(float(want.total.detach()), rel=1e-4)
+
+
+@pytest.mark.parametrize("anchor", ["reencode", "shared"])
+def test_reference_anchor_follows_cs_anchor(normed, anchor, monkeypatch):
+    """reencode: the reference's L_CS anchor is its own encoder call (own dropout mask); shared: the L_Rec h."""
+    from sracl_ray.training import reference
+
+    sets, prep, _ = normed
+    cfg = load(None, sets + [f"cl.cs_anchor={anchor}", "cl.cs_form=paper"])
+    dd = DeviceData(prep, cfg, CPU)
+    torch.manual_seed(0)
+    modules = build_modules(cfg, prep, dd, CPU)
+    model = modules["model"].train()
+    seen, cs_args = [], []
+    encode, rec_loss, cs = model.encode, model.rec_loss, reference.cs_loss
+    model.encode = lambda x: seen.append(x) or encode(x)
+    model.rec_loss = lambda h, *a, **kw: seen.append(("rec", h)) or rec_loss(h, *a, **kw)
+    monkeypatch.setattr(reference, "cs_loss", lambda *a: cs_args.append(a) or cs(*a))
+    batch = reference_batch(prep, cfg, torch.arange(12))
+    reference.reference_loss(modules, batch, dd.unit_emb, cfg)
+    (anchor_h, _, _, _, form), = cs_args
+    rec_h = next(x[1] for x in seen if isinstance(x, tuple))
+    hist_calls = [x for x in seen if x is batch[0]]  # encoder calls on the batch itself
+    assert form == "paper"
+    if anchor == "reencode":
+        assert len(hist_calls) == 2 and anchor_h is not rec_h and not torch.allclose(anchor_h, rec_h)
+    else:
+        assert len(hist_calls) == 1 and anchor_h is rec_h
+
+
+def test_reference_steps_feed_the_synthesis_inputs(normed, monkeypatch):
+    """reference_steps hands the head what DeviceData does: unit_emb x unit_norm under normalize=false."""
+    from sracl_ray.training import reference
+
+    sets, prep, norm = normed
+    cfg = load(None, sets + ["semantic.normalize=false", "train.batch_size=16"])
+    dd = DeviceData(prep, cfg, CPU)
+    modules = build_modules(cfg, prep, dd, CPU)
+    got = []
+    real = reference.reference_loss
+    monkeypatch.setattr(reference, "reference_loss", lambda m, b, u, c: got.append(u) or real(m, b, u, c))
+    opt = torch.optim.Adam([p for m in modules.values() for p in m.parameters()], lr=1e-3)
+    assert list(reference.reference_steps(modules, prep, cfg, opt, 2)) == [16, 16]
+    assert len(got) == 2 and np.allclose(got[0].numpy(), prep.semantic.unit_emb * norm[:, None])
+
+
+def test_synthesis_inputs_raw_unit_or_fallback(normed, tmp_path, caplog):
     sets, prep, norm = normed
     art = prep.semantic
     raw = DeviceData(prep, load(None, sets + ["semantic.normalize=false"]), CPU).unit_emb.numpy()
     assert np.allclose(raw, art.unit_emb * norm[:, None])
     unit = DeviceData(prep, load(None, sets + ["semantic.normalize=true"]), CPU).unit_emb.numpy()
     assert np.allclose(unit, art.unit_emb) and np.allclose(np.linalg.norm(unit, axis=1), 1, atol=1e-5)
-    cfg = load(None, small_sample + ["semantic.normalize=false"])  # an artifact without unit_norm.npy
+    bare = tmp_path / "bare"  # an artifact without unit_norm.npy (e.g. one converted from elsewhere)
+    save_artifact(bare, SemanticArtifact(**{**art.__dict__, "unit_norm": None}))
+    cfg = load(None, [s for s in sets if not s.startswith("semantic.artifact=")]
+               + [f"semantic.artifact={bare}", "semantic.normalize=false"])
     with caplog.at_level(logging.WARNING):
         fallback = DeviceData(prepare_inputs(cfg), cfg, CPU).unit_emb.numpy()
     assert np.allclose(np.linalg.norm(fallback, axis=1), 1, atol=1e-5)

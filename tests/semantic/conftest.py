@@ -26,28 +26,25 @@ def ray_local():
     ray.shutdown()
 
 
-class FakeOpenAI:
-    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 that counts calls per prompt.
+class LoopbackChat:
+    """An aiohttp /v1/chat/completions on 127.0.0.1 (a free port) in its own thread; subclasses
+    give `answer(body, prompt)`.  Requests are counted per prompt (the last message) on arrival."""
 
-    A prompt containing FAIL500 answers HTTP 500, SLOW sleeps past any sane timeout, EMPTY answers
-    an empty text, BADREQ answers 400; `healthy = True` makes every prompt succeed.
-    """
-
-    def __init__(self, delay: float = 0.0):
+    def __init__(self):
         self.calls: collections.Counter[str] = collections.Counter()
-        self.auth: list[str] = []
-        self.delay = delay
-        self.healthy = False
         self.loop = asyncio.new_event_loop()
         self.port = 0
         ready = threading.Event()
         self.thread = threading.Thread(target=self._serve, args=(ready,), daemon=True)
         self.thread.start()
-        ready.wait(10)
+        assert ready.wait(10), f"{type(self).__name__} did not start"
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
+
+    async def answer(self, request, body: dict, prompt: str):  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _serve(self, ready: threading.Event) -> None:
         from aiohttp import web
@@ -56,19 +53,7 @@ class FakeOpenAI:
             body = await request.json()
             prompt = body["messages"][-1]["content"]
             self.calls[prompt] += 1
-            self.auth.append(request.headers.get("Authorization", ""))
-            if self.delay:
-                await asyncio.sleep(self.delay)
-            if not self.healthy:
-                if "FAIL500" in prompt:
-                    return web.Response(status=500, text="internal error")
-                if "BADREQ" in prompt:
-                    return web.Response(status=400, text="bad request")
-                if "SLOW" in prompt:
-                    await asyncio.sleep(30)
-                if "EMPTY" in prompt:
-                    return web.json_response(self._completion(body, ""))
-            return web.json_response(self._completion(body, "Likes " + prompt.splitlines()[-1][:60]))
+            return await self.answer(request, body, prompt)
 
         async def start() -> None:
             app = web.Application()
@@ -83,16 +68,47 @@ class FakeOpenAI:
         ready.set()
         self.loop.run_forever()
 
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+
+
+class FakeOpenAI(LoopbackChat):
+    """An OpenAI-compatible /v1/chat/completions on 127.0.0.1 that counts calls per prompt.
+
+    A prompt containing FAIL500 answers HTTP 500, SLOW sleeps past any sane timeout, EMPTY answers
+    an empty text, BADREQ answers 400; `healthy = True` makes every prompt succeed.
+    """
+
+    def __init__(self, delay: float = 0.0):
+        self.auth: list[str] = []
+        self.delay = delay
+        self.healthy = False
+        super().__init__()
+
+    async def answer(self, request, body: dict, prompt: str):
+        from aiohttp import web
+
+        self.auth.append(request.headers.get("Authorization", ""))
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if not self.healthy:
+            if "FAIL500" in prompt:
+                return web.Response(status=500, text="internal error")
+            if "BADREQ" in prompt:
+                return web.Response(status=400, text="bad request")
+            if "SLOW" in prompt:
+                await asyncio.sleep(30)
+            if "EMPTY" in prompt:
+                return web.json_response(self._completion(body, ""))
+        return web.json_response(self._completion(body, "Likes " + prompt.splitlines()[-1][:60]))
+
     @staticmethod
     def _completion(body: dict, text: str) -> dict:
         return {"id": "x", "object": "chat.completion", "model": body.get("model", "fake"),
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                              "finish_reason": "stop"}],
                 "usage": {"prompt_tokens": 10, "completion_tokens": len(text.split()), "total_tokens": 0}}
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 @pytest.fixture

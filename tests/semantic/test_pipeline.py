@@ -7,8 +7,9 @@ import pytest
 
 from sracl_ray.config import ConfigError
 from sracl_ray import cli
+from sracl_ray.manifest import read_manifest
 from sracl_ray.semantic.artifact import load_artifact
-from sracl_ray.semantic.pipeline import embed, load_prepared, run_all, stage_dirs
+from sracl_ray.semantic.pipeline import StageInputError, embed, load_prepared, neighbours, run_all, stage_dirs
 from sracl_ray.config import load_all
 from sracl_ray.semantic.summaries import SummariesIncomplete
 from sracl_ray.semantic.units import build_units
@@ -51,6 +52,91 @@ def test_rerun_skips_finished_stages(raw_run):
     res = run_all(cfg, pipe, raw_run, progress=False)
     assert [r.skipped for r in res] == [True, True, True, False]
     assert load_artifact(stage_dirs(raw_run)["artifact"]).max_k == 12
+
+
+def test_embed_stage_stores_raw_output_norms(raw_run):
+    """unit_norm.npy = the norms of the encoder's raw outputs for the unit texts; the artifact carries them."""
+    from sracl_ray.semantic.embeddings import TextEncoder
+    from sracl_ray.semantic.summaries import collect_texts
+
+    d = stage_dirs(raw_run)
+    records = pd.read_parquet(d["summaries"] / "prompts.parquet")
+    texts = np.asarray(collect_texts(records, d["summaries"]), dtype=object)
+    unit = (records["kind"] == "unit").to_numpy()
+    order = np.argsort(records.loc[unit, "id"].to_numpy())
+    raw = TextEncoder("", "mean", "cpu").encode_raw(list(texts[unit][order]))  # [U, D], unit id order
+    stored = np.load(d["embeddings"] / "unit_norm.npy")
+    np.testing.assert_allclose(stored, np.linalg.norm(raw, axis=1), rtol=1e-4)
+    assert (np.abs(stored - 1) > 0.1).all()  # raw MiniLM means are not unit vectors: the norms matter
+    art = load_artifact(d["artifact"])
+    np.testing.assert_allclose(art.unit_norm, stored)
+    np.testing.assert_allclose(art.unit_emb * art.unit_norm[:, None], raw, atol=1e-4)
+    assert "unit_norm" in art.manifest["settings"]["embed"]
+
+
+def test_pipeline_artifact_trains_on_raw_outputs(raw_run, tmp_path, caplog):
+    """semantic.normalize=false (the default) feeds the head unit_emb x unit_norm, without the fallback warning."""
+    import logging
+
+    import torch
+
+    from sracl_ray.config import load
+    from sracl_ray.training.fit import fit
+    from sracl_ray.training.inputs import DeviceData, prepare_inputs
+
+    art_dir = stage_dirs(raw_run)["artifact"]
+    art = load_artifact(art_dir)
+    cfg = load(None, ["data.max_users=15", f"semantic.artifact={art_dir}", "semantic.normalize=false",
+                      "train.progress=false", "train.num_threads=1", "train.epochs=1", "train.device=cpu"])
+    with caplog.at_level(logging.WARNING):
+        dd = DeviceData(prepare_inputs(cfg), cfg, torch.device("cpu"))
+        result = fit(cfg, tmp_path / "run")
+    np.testing.assert_allclose(dd.unit_emb.numpy(), art.unit_emb * art.unit_norm[:, None], rtol=1e-6)
+    assert result["status"] == "ok"
+    assert not [r for r in caplog.records if "unit_norm" in r.getMessage()]
+
+
+def embeddings_without_norms(raw_run, dst):
+    """A copy of the embed stage as written before it kept norms: no unit_norm.npy, nor in its settings."""
+    import json
+    import shutil
+
+    shutil.copytree(stage_dirs(raw_run)["embeddings"], dst)
+    (dst / "unit_norm.npy").unlink()
+    m = json.loads((dst / "manifest.json").read_text())
+    del m["settings"]["unit_norm"]
+    (dst / "manifest.json").write_text(json.dumps(m))
+    return dst
+
+
+def test_neighbours_flag_embeddings_without_norms(raw_run, tmp_path, caplog):
+    """`neighbours` on an embed stage that predates norms warns and writes an artifact without norms
+    (never norms of another run); a bad unit_norm.npy is refused."""
+    import logging
+    import shutil
+
+    d = stage_dirs(raw_run)
+    _, pipe = load_all(None, SETS)
+    old = embeddings_without_norms(raw_run, tmp_path / "embeddings")
+    with caplog.at_level(logging.WARNING):
+        neighbours(d["prepared"], old, tmp_path / "art", "prefix", pipe, progress=False)
+    assert not (tmp_path / "art" / "unit_norm.npy").exists() and load_artifact(tmp_path / "art").unit_norm is None
+    assert any("predates raw-output norms" in r.getMessage() for r in caplog.records)
+    bad = tmp_path / "bad"
+    shutil.copytree(d["embeddings"], bad)
+    np.save(bad / "unit_norm.npy", np.zeros(3, np.float32))
+    with pytest.raises(StageInputError, match="unit_norm.npy"):
+        neighbours(d["prepared"], bad, tmp_path / "art2", "prefix", pipe, progress=False)
+
+
+@pytest.mark.slow  # ~1 min: a second embed actor pool
+def test_embed_redoes_a_stage_without_norms(raw_run, tmp_path):
+    _, pipe = load_all(None, SETS)
+    old = embeddings_without_norms(raw_run, tmp_path / "embeddings")
+    assert not embed(stage_dirs(raw_run)["summaries"], old, pipe, progress=False).skipped
+    np.testing.assert_allclose(np.load(old / "unit_norm.npy"),
+                               np.load(stage_dirs(raw_run)["embeddings"] / "unit_norm.npy"), rtol=1e-5)
+    assert "unit_norm" in read_manifest(old)["settings"]
 
 
 def test_embed_refuses_missing_summaries(raw_run, tmp_path):

@@ -144,6 +144,27 @@ def test_two_node_sweep_uses_both_nodes(sim, tmp_path):
     assert len(alive) == 2 and set(df["node_id"]) == alive, (df["node_id"].tolist(), alive)
 
 
+def test_shared_storage_check_asks_every_node(sim, tmp_path, caplog):
+    """At sweep start a zero-CPU probe on each node reads the driver's marker and leaves its own."""
+    import ray
+
+    from sracl_ray.sweeps.shared_storage import MARKER_DIRNAME, check_shared_storage, ray_probe_all
+
+    sim.gpu_node()
+    answers: list[dict] = []
+
+    def spy(*args):
+        answers.extend(ray_probe_all(*args))
+        return answers
+
+    caplog.set_level(logging.INFO, logger="sracl_ray.sweeps.shared_storage")
+    check_shared_storage(str(tmp_path), run_probes=spy)
+    alive = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    assert {a["node"] for a in answers} == alive and len(alive) == 2
+    assert all(a["sees_driver"] and not a["error"] for a in answers), answers
+    assert not (tmp_path / MARKER_DIRNAME).exists() and "shared by all 2 node(s)" in caplog.text
+
+
 def test_retry_after_loss_between_checkpoint_and_report_keeps_tunes_record_continuous(sim, tmp_path):
     """fit() saved epoch 2 and the trial died before reporting it (MN_GAP_MODE=raise): the retry
     resumes fit() at epoch 2, one ahead of Tune's marker, and replays epoch 2 to Tune first.  The
@@ -327,7 +348,7 @@ def test_errors_keep_their_path():
     shutil.rmtree(err.parent)
 
 
-def test_sweep_run_refuses_missing_data_path_and_storage_uris_before_ray(tmp_path):
+def test_sweep_run_refuses_missing_data_path_and_unusable_storage_uris_before_ray(tmp_path):
     from tests.badinput.harness import Case, check_case
 
     exp = tmp_path / "exp.yaml"
@@ -339,5 +360,7 @@ def test_sweep_run_refuses_missing_data_path_and_storage_uris_before_ray(tmp_pat
 
     check_case(Case("missing-data-path", ["sweep", "run", str(exp), "--storage", "{tmp}/s"],
                     ["line 3", "base.data.path", "--set data.path="], setup), tmp_path)
-    check_case(Case("storage-uri", ["sweep", "run", str(exp), "--storage", "s3://bucket/runs/x"],
-                    ["--storage s3://bucket/runs/x", "not supported"]), tmp_path)
+    check_case(Case("storage-uri", ["sweep", "run", str(exp), "--storage", "nosuchfs://bucket/runs/x"],
+                    ["nosuchfs://bucket/runs/x", "cannot open this storage URI"]), tmp_path)
+    check_case(Case("storage-uri-no-bucket", ["sweep", "run", str(exp), "--storage", "s3://"],
+                    ["s3://", "needs a bucket"]), tmp_path)
