@@ -11,7 +11,7 @@ and records, for the arms full, no_cl and full + semantic.exclude_same_user:
   - the determinism check: no_cl reads no unit neighbours, so its exclude_same_user=true trials
     must equal the false ones seed for seed.
 
-    python benchmarks/study_tables.py runs/cpu_study --out benchmarks/results/cpu_study.json
+    python benchmarks/study_tables.py runs/study --out benchmarks/results/cpu_study.json
     python benchmarks/study_tables.py --smoke      # a synthetic store: checks the code path
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ from _record import Record, add_args  # noqa: E402
 from analysis.significance import arm_values, compare_arms  # noqa: E402
 from analysis.stats import min_detectable_difference, pair_runs, paired_ttest  # noqa: E402
 from analysis.methods import select  # noqa: E402
-from analysis.store import load_store, only_ok  # noqa: E402
+from analysis.store import load_root, load_store, only_ok, sweep_dirs  # noqa: E402
 
 METRICS = ("test/hr@10", "test/ndcg@10", "test/hr@20", "test/ndcg@20")
 EXCL = "cfg.semantic.exclude_same_user"
@@ -141,7 +141,8 @@ def markdown(arms: dict, comps: dict, det: dict) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("storage", nargs="?", default="runs/cpu_study", help="the study's sweep storage dir")
+    ap.add_argument("storage", nargs="?", default="runs/study",
+                    help="the study's sweep storage dir, or a dir holding several (e.g. seeds 1-3 and 4-6)")
     add_args(ap)
     args = ap.parse_args()
     rec = Record("study_tables", args)
@@ -150,7 +151,7 @@ def main() -> int:
     if args.smoke:
         tmp = tempfile.TemporaryDirectory()
         storage = synthetic_store(Path(tmp.name))
-    df = load_store(storage)
+    df = load_root(storage) if sweep_dirs(storage) else load_store(storage)  # one sweep, or several
     rec.log("storage", str(args.storage) if not args.smoke else "synthetic")
     rec.log("arms", {name: arm_summary(df, where) for name, where in ARMS.items()})
     arms = {name: arm_summary(df, where) for name, where in ARMS.items()}

@@ -14,7 +14,6 @@ from the bucket, not from a disk it shared with the lost node.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import sweep_fakes
-from test_multinode import restore_env, start_cluster
+from test_multinode import add_node, loopback_cluster
 from test_multinode_slow import FAST_FAILURE_DETECTION
 
 from sracl_ray import storage as S
@@ -41,38 +40,20 @@ from s3server import S3Server, patched_env  # noqa: E402
 pytestmark = pytest.mark.slow
 
 
-def _add_node(cluster, scratch: Path, **env):
-    """A 1-CPU node with its own scratch dir (and env) -- the env a node is started with is its own."""
-    with patched_env({"SRACL_SCRATCH": str(scratch), **env}):
-        return cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-
-
 @pytest.fixture(scope="module")
 def s3_cluster():
     """Head (1 CPU) + 2 workers, each with its own scratch; S3 credentials and endpoint on every node."""
-    import ray
-    from ray.cluster_utils import Cluster
-
     server = S3Server()
     tmp = Path(tempfile.mkdtemp(prefix="rs", dir="/tmp"))
-    old = start_cluster(tmp, {**server.env(), "SWEEP_FAKE_EPOCH_S": "1.0", "MN_GAP_MODE": "hang", "MN_VICTIM": "0",
-                              "SRACL_SCRATCH": str(tmp / "scratch-head")})
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False,
-        "_system_config": FAST_FAILURE_DETECTION})
+    env = {**server.env(), "SWEEP_FAKE_EPOCH_S": "1.0", "MN_GAP_MODE": "hang", "MN_VICTIM": "0",
+           "SRACL_SCRATCH": str(tmp / "scratch-head")}
     try:
-        for i in range(2):
-            _add_node(cluster, tmp / f"scratch-w{i}")
-        os.environ["SRACL_SCRATCH"] = str(tmp / "scratch-driver")
-        ray.init(address=cluster.address, logging_level=logging.WARNING)
-        cluster.tmp, cluster.s3 = tmp, server
-        yield cluster
+        with loopback_cluster(env, node_env=lambda i: {"SRACL_SCRATCH": str(tmp / f"scratch-w{i}")},
+                              system_config=FAST_FAILURE_DETECTION) as (cluster, _):
+            with patched_env({"SRACL_SCRATCH": str(tmp / "scratch-driver")}):
+                cluster.tmp, cluster.s3 = tmp, server
+                yield cluster
     finally:
-        ray.shutdown()
-        cluster.shutdown()
-        for k in ("SRACL_SCRATCH",):
-            os.environ.pop(k, None)
-        restore_env(old)
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -88,7 +69,7 @@ def test_node_lost_mid_trial_resumes_from_the_bucket_on_another_node(s3_cluster)
 
     tmp = s3_cluster.tmp
     uri = s3_cluster.s3.bucket("sracl-nodeloss") + "/sweeps/node_loss"
-    victim = _add_node(s3_cluster, tmp / "scratch-victim", MN_VICTIM="1")
+    victim = add_node(s3_cluster, SRACL_SCRATCH=str(tmp / "scratch-victim"), MN_VICTIM="1")
     n, epochs = 4, 4
     exp = E.from_dict({"name": "node_loss", "base": {"train": {"epochs": epochs}}, "max_failures": 2,
                        "search": {"mode": "grid", "grid": {"train.seed": list(range(1, n + 1))}}})

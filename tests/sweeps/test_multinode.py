@@ -14,6 +14,7 @@ import shutil
 import tempfile
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,44 @@ def start_cluster(tmp: Path, env: dict) -> dict:
     os.environ.pop("RAY_ADDRESS", None)
     ray_constants.ENABLE_RAY_CLUSTER = False
     return old
+
+
+@contextmanager
+def loopback_cluster(env: dict, head_cpus: int = 1, workers: int = 2, node_env=None, system_config=None):
+    """A head plus `workers` 1-CPU nodes, all on 127.0.0.1 in a private RAY_TMPDIR, this process
+    connected to it; yields (cluster, tmp).  node_env(i) -> extra env the i-th worker starts with."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths have a length limit
+    old = start_cluster(tmp, env)
+    head = {"num_cpus": head_cpus, "node_ip_address": "127.0.0.1", "include_dashboard": False}
+    cluster = Cluster(initialize_head=True, head_node_args={**head, **(
+        {"_system_config": system_config} if system_config else {})})
+    try:
+        for i in range(workers):
+            add_node(cluster, **(node_env(i) if node_env else {}))
+        ray.init(address=cluster.address, logging_level=logging.WARNING)
+        yield cluster, tmp
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        restore_env(old)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def add_node(cluster, **env: str):
+    """A 1-CPU node on 127.0.0.1 started with env added to this process's (its own from then on)."""
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        return cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 def restore_env(old: dict) -> None:

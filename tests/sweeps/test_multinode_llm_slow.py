@@ -20,16 +20,12 @@ Run: timeout 900 python -m pytest -q -m slow tests/sweeps/test_multinode_llm_slo
 from __future__ import annotations
 
 import collections
-import logging
-import shutil
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_multinode import restore_env, start_cluster
+from test_multinode import loopback_cluster
 from test_multinode_slow import FAST_FAILURE_DETECTION
 
 from sracl_ray.semantic.settings import SummaryConfig
@@ -63,26 +59,12 @@ class CountingProxy(LoopbackChat):
 def llm_cluster():
     """0-CPU head (the driver) + two 1-CPU workers: every summary actor runs on a worker."""
     import ray
-    from ray.cluster_utils import Cluster
 
-    tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: Ray's socket paths have a length limit
-    old = start_cluster(tmp, {})
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "node_ip_address": "127.0.0.1", "include_dashboard": False,
-        "_system_config": FAST_FAILURE_DETECTION})
-    try:
-        for _ in range(2):
-            cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-        ray.init(address=cluster.address, logging_level=logging.WARNING)
+    with loopback_cluster({}, head_cpus=0, system_config=FAST_FAILURE_DETECTION) as (cluster, _):
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ctx.print_on_execution_start = False
         yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-        restore_env(old)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def summary_actor_nodes() -> collections.Counter[str]:

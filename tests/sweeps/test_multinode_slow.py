@@ -11,18 +11,13 @@ test_multinode.py).
 """
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import sweep_fakes
-from test_multinode import restore_env, start_cluster, tune_record
+from test_multinode import add_node, loopback_cluster, tune_record
 
 from sracl_ray.results import store as S
 from sracl_ray.sweeps import experiment as E
@@ -39,25 +34,10 @@ FAST_FAILURE_DETECTION = {"health_check_initial_delay_ms": 1000, "health_check_p
 @pytest.fixture(scope="module")
 def cluster3():
     """Head + 2 workers, 1 CPU each; trials take SWEEP_FAKE_EPOCH_S=1 per epoch."""
-    import ray
-    from ray.cluster_utils import Cluster
-
-    tmp = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))
-    old = start_cluster(tmp, {"SWEEP_FAKE_EPOCH_S": EPOCH_S, "MN_GAP_MODE": "hang", "MN_VICTIM": "0"})
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "node_ip_address": "127.0.0.1", "include_dashboard": False,
-        "_system_config": FAST_FAILURE_DETECTION})
-    try:
-        for _ in range(2):
-            cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-        ray.init(address=cluster.address, logging_level=logging.WARNING)
+    with loopback_cluster({"SWEEP_FAKE_EPOCH_S": EPOCH_S, "MN_GAP_MODE": "hang", "MN_VICTIM": "0"},
+                          system_config=FAST_FAILURE_DETECTION) as (cluster, tmp):
         cluster.tmp = tmp
         yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-        restore_env(old)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def test_embed_stage_on_three_one_cpu_nodes(cluster3):
@@ -95,11 +75,7 @@ def test_node_lost_mid_trial_is_retried_resumed_and_recorded_once(cluster3, tmp_
     import multinode_fakes
     import ray
 
-    os.environ["MN_VICTIM"] = "1"  # only the node started now sees it
-    try:
-        victim = cluster3.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-    finally:
-        os.environ["MN_VICTIM"] = "0"
+    victim = add_node(cluster3, MN_VICTIM="1")  # only the node started now sees it
     storage = tmp_path / "s"
     n, epochs = 4, 4  # one trial per node: the victim gets one
     exp = E.from_dict({"name": "node_loss", "base": {"train": {"epochs": epochs}}, "max_failures": 2,
