@@ -21,6 +21,7 @@ import pytest
 import sweep_fakes
 
 from sracl_ray.results import store as S
+from tests.s3server import patched_env
 from sracl_ray.sweeps import experiment as E
 from sracl_ray.sweeps import runner
 from sracl_ray.sweeps import trainable as T
@@ -93,16 +94,8 @@ def loopback_cluster(env: dict, head_cpus: int = 1, workers: int = 2, node_env=N
 
 def add_node(cluster, **env: str):
     """A 1-CPU node on 127.0.0.1 started with env added to this process's (its own from then on)."""
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with patched_env(env):
         return cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def restore_env(old: dict) -> None:
