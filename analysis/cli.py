@@ -64,7 +64,7 @@ def run_report(args: argparse.Namespace) -> int:
     edges = parse_edges(args.edges)  # options first: nothing is read or written before they pass
     reference = parse_reference(args.reference)
     metrics = [m.strip() for item in (args.metric or []) for m in item.split(",") if m.strip()] or None
-    from sracl_ray.storage import local_view  # a storage URI: its rows and ranks, fetched
+    from sracl_ray.results.store import local_view  # a storage URI: its rows and ranks, fetched
 
     markdown = write_report(local_view(args.dir), args.out, metrics, reference, edges, args.history)
     print(markdown)

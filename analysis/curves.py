@@ -24,8 +24,7 @@ from analysis.tables import Cell, Table
 
 log = logging.getLogger(__name__)
 
-RESULT_FILENAME = "result.json"
-TRIALS_DIRNAME = "trials"
+from sracl_ray.results.layout import RESULT_FILENAME, TRIALS_DIRNAME  # noqa: E402
 ARM_KEYS = ("dataset", "backbone", "variant", "xsu")
 MAX_TABLE_ROWS = 25
 

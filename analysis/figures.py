@@ -4,8 +4,6 @@ for a single seed).  Every function returns the Figure and writes a PNG atomical
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -36,16 +34,10 @@ def new_figure(
 
 def save_figure(fig: Any, path: str | Path, dpi: int = 120) -> Path:
     """Write ``fig`` as PNG via a temp file + rename, so readers never see half a file."""
+    from sracl_ray.manifest import atomic_write  # the one atomic writer: follows the user's umask
+
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=dpi)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda p: fig.savefig(p, format="png", dpi=dpi))
     return path
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import logging
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -27,6 +25,7 @@ from analysis.store import (
 )
 from analysis.tables import DEFAULT_METRICS, Table, per_user_table, significance_table, table2, table3
 from sracl_ray.errors import UserError
+from sracl_ray.manifest import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -37,21 +36,6 @@ OWNED_FILES = (FIG4, FIG5, FIG6, FIG7, CURVES_PNG, CURVES_CSV)  # removed when a
 _CSS = ("body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse}"
         "td,th{border:1px solid #bbb;padding:2px 8px;text-align:right}.note{color:#555}"
         "img{max-width:100%}")
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write text via a temp file in the same dir + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def check_out_dir(out_dir: str | Path) -> Path:
@@ -172,6 +156,23 @@ def _curves(df: pd.DataFrame, out: Path, focus: list[str], ref: dict, skipped: l
     return [curve_table(summary, m) for m in metrics], [(CURVES_PNG, caption)]
 
 
+def baselines_table(storage_dir: Path, metrics: list[str]) -> list[Table]:
+    """Popularity and random rows (storage/baselines.json, when the sweep's command wrote one)."""
+    from analysis.tables import Cell
+    from sracl_ray.training.baselines import read_baselines
+
+    rows = read_baselines(storage_dir)
+    if not rows:
+        return []
+    header = [Cell("Ranking"), Cell("Dataset"), Cell("Ties")] + [Cell(metric_label(m)) for m in metrics]
+    body = [[Cell(r["baseline"]), Cell(str(r.get("dataset", ""))), Cell(str(r.get("ties", "")))]
+            + [Cell(f"{r[m]:.4f}" if m in r else "–") for m in metrics] for r in rows]
+    note = ("Rankings that learn nothing, through the same full-ranking evaluation: popularity ranks items by "
+            "their training-sequence counts (its many ties count under the run's tie policy), random is the "
+            "exact expectation of a uniformly random ranking. A trained model must clear both.")
+    return [Table("Reference rankings (no learning)", header, body, [note])]
+
+
 def cap_note(df: pd.DataFrame, limit: int = 8) -> str:
     """Which ok trials stopped at the epoch cap while still improving, per method; '' when none.
 
@@ -278,7 +279,8 @@ def write_report(
         notes.insert(0, intro)
         title = "SRA-CL reproduction report"
     else:
-        tables = _tables(df, metrics, focus, ref, skipped)
+        tables = _tables(df, metrics, focus, ref, skipped) + baselines_table(
+            Path(everything.attrs["storage_dir"]), metrics)
         figs = _figures(df, out, focus, ref, edges, history, skipped)
         curve_tables, curve_figs = _curves(df, out, focus, ref, skipped)
         tables, figs = tables + curve_tables, figs + curve_figs

@@ -8,11 +8,10 @@ from pathlib import Path
 import pandas as pd
 
 from sracl_ray.errors import UserError
+from sracl_ray.results.layout import RESULTS_DIRNAME, TRIAL_GLOB
 
 log = logging.getLogger(__name__)
 
-RESULTS_DIRNAME = "results"
-TRIAL_GLOB = "trial-*.parquet"
 # Metric columns look like `valid/hr@10`, `test/ndcg@20`, `train/loss` (docs/CONTRACTS.md).
 _METRIC_RE = re.compile(r"^(train|valid|test)/")
 _SORT_KEYS = ("dataset", "backbone", "variant", "seed", "trial_id")
@@ -51,7 +50,9 @@ def results_dir(path: str | Path) -> Path:
 def trial_files(path: str | Path) -> list[Path]:
     """Sorted ``trial-*.parquet`` files of a store; raises naming the dir when there are none."""
     rdir = results_dir(path)
-    files = sorted(rdir.glob(TRIAL_GLOB))
+    from sracl_ray.results.store import regular_files
+
+    files = regular_files(rdir.glob(TRIAL_GLOB))
     if not files:
         raise StoreNotFoundError(f"results store is empty: no {TRIAL_GLOB} files in {rdir}")
     return files

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
-from sracl_ray.configtools import (ConfigError, _build, _coerce, _suggest, _with_line, flatten, load_yaml, merge,
-                                   parse_set, require, unflatten, yaml_key_lines)
+from sracl_ray.configtools import (ConfigError, _build, _with_line, flatten, load_yaml, merge,
+                                   parse_set, require, unflatten)
 from sracl_ray.semantic.settings import SECTIONS as PIPELINE_SECTIONS, PipelineConfig, pipeline_from_dict
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,9 @@ class SemanticConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    backbone: str = "sasrec"  # sasrec | gru4rec | duorec
+    # sasrec | gru4rec | duorec; a setting its backbone does not use (BACKBONE_SETTINGS) must stay at
+    # its default (e.g. model.heads for gru4rec: an error, not silently ignored).
+    backbone: str = "sasrec"
     hidden: int = 64
     layers: int = 2
     heads: int = 2
@@ -139,6 +141,7 @@ TIES = ("pessimistic", "expected")
 CS_FORMS, CS_ANCHORS, CE_PADDING = ("release", "paper"), ("reencode", "shared"), ("exclude", "include")
 # Every metric the engine reports for each split (training/evaluate.py): <split>/<name>@<k>.
 METRIC_NAMES, METRIC_KS = ("hr", "ndcg", "mrr"), (5, 10, 20)
+SEED_MAX = (1 << 63) - 1  # train.seed range: [0, SEED_MAX] (see validate)
 # Keys that moved: the old dotted name -> the new one (the old one is rejected with this hint).
 MOVED_KEYS = {"train.mask_history": "eval.mask_history", "train.eval_batch_size": "eval.batch_size"}
 
@@ -155,6 +158,50 @@ def loss_weights(cl: CLConfig) -> tuple[float, float]:
     alpha = 0.0 if cl.variant in ("no_cl", "no_cs") else cl.alpha
     beta = 0.0 if cl.variant in ("no_cl", "no_is") else cl.beta
     return alpha, beta
+
+
+# Settings that only one loss reads (training/step.py, training/inputs.py, training/fit.py).
+CS_ONLY = ("cl.cs_form", "cl.cs_anchor", "semantic.exclude_same_user", "semantic.granularity")
+SYNTH_ONLY = ("semantic.normalize", "cl.attn_dropout")  # the L_CS synthesis head (not built for unlearnable)
+IS_ONLY = ("cl.substitute_prob",)
+CL_SHARED = ("cl.k", "cl.temperature", "semantic.artifact", "semantic.cache_dir")  # L_CS or L_IS
+
+
+def inert_settings(cfg: Config) -> list[str]:
+    """The settings given a non-default value that do nothing for this variant and these weights, each as
+    'key=value'; [] when every setting counts.  A note (sweeps cross them on purpose), not an error."""
+    alpha, beta = loss_weights(cfg.cl)
+    inert: list[str] = []
+    if cfg.cl.variant in ("no_cl", "no_cs"):
+        inert.append("cl.alpha")
+    if cfg.cl.variant in ("no_cl", "no_is"):
+        inert.append("cl.beta")
+    if alpha == 0:
+        inert += [*CS_ONLY, *SYNTH_ONLY]
+    elif cfg.cl.variant == "unlearnable":
+        inert += SYNTH_ONLY
+    if beta == 0:
+        inert += IS_ONLY
+    if alpha == 0 and beta == 0:
+        inert += CL_SHARED
+    flat, default = flatten(to_dict(cfg)), flatten(to_dict(Config()))
+    return [f"{key}={scalar_text(flat[key])}" for key in inert if flat[key] != default[key]]
+
+
+def scalar_text(value: Any) -> str:
+    """A setting's value as it is written in YAML / --set (true, null, 0.1, text)."""
+    return "true" if value is True else "false" if value is False else "null" if value is None else str(value)
+
+
+def inert_note(cfg: Config) -> str | None:
+    """One log line naming the settings that do nothing here (inert_settings), or None."""
+    inert = inert_settings(cfg)
+    if not inert:
+        return None
+    alpha, beta = loss_weights(cfg.cl)
+    used = " and ".join(n for n, w in (("L_CS", alpha), ("L_IS", beta)) if w > 0) or "neither L_CS nor L_IS"
+    return (f"cl.variant={cfg.cl.variant} (alpha={alpha:g}, beta={beta:g}) trains with {used}: "
+            f"{', '.join(inert)} {'has' if len(inert) == 1 else 'have'} no effect")
 
 
 def metric_names(split: str = "valid") -> list[str]:
@@ -180,8 +227,30 @@ def device_ok(name: str) -> str | None:
     return None
 
 
+# The model settings each backbone reads (models/: sasrec.py, gru4rec.py, duorec.py).  GRU4Rec is one
+# GRU layer over the item embeddings (the authors' and RecBole's setup), so it has no layers/heads.
+_TRANSFORMER = ("hidden", "layers", "heads", "ff", "dropout", "attn_dropout", "ln_eps", "init_std")
+BACKBONE_SETTINGS = {
+    "sasrec": _TRANSFORMER,
+    "gru4rec": ("hidden", "dropout", "init_std"),
+    "duorec": (*_TRANSFORMER, "duorec_lambda", "duorec_tau"),
+}
+
+
+def unused_model_settings(model: ModelConfig) -> list[str]:
+    """The model settings given a non-default value that the chosen backbone does not read."""
+    used, default = BACKBONE_SETTINGS.get(model.backbone, ()), ModelConfig()
+    return [f.name for f in fields(ModelConfig) if f.name != "backbone" and f.name not in used
+            and getattr(model, f.name) != getattr(default, f.name)]
+
+
 def validate(cfg: Config) -> Config:
     """Reject impossible values with a message naming the key."""
+    unused = unused_model_settings(cfg.model)
+    if unused and cfg.model.backbone in BACKBONES:
+        raise ConfigError(f"model.{unused[0]}: model.backbone={cfg.model.backbone} does not use it (it reads "
+                          f"model.{', model.'.join(BACKBONE_SETTINGS[cfg.model.backbone])}); leave it at its "
+                          f"default or choose another backbone")
     checks = [
         (cfg.model.backbone in BACKBONES, "model.backbone", f"must be one of {BACKBONES}"),
         (cfg.cl.variant in VARIANTS, "cl.variant", f"must be one of {VARIANTS}"),
@@ -210,6 +279,9 @@ def validate(cfg: Config) -> Config:
          f"{cfg.train.metric!r} is not a metric the engine reports; one of {', '.join(metric_names('valid'))}"),
         (cfg.train.length_buckets >= -1, "train.length_buckets", "must be >= -1 (-1 auto, 0 = no trimming)"),
         (cfg.train.num_threads >= 0, "train.num_threads", "must be >= 0 (0 = torch default)"),
+        (0 <= cfg.train.seed <= SEED_MAX, "train.seed",
+         f"{cfg.train.seed} is out of range: must be in [0, 2**63 - 1] (numpy's default_rng takes no negative "
+         f"seed, torch.manual_seed none >= 2**64, and results store seeds as int64)"),
         (cfg.data.format in DATA_FORMATS, "data.format", f"must be one of {DATA_FORMATS}"),
         (cfg.eval.ties in TIES, "eval.ties", f"must be one of {TIES}"),
         (cfg.eval.batch_size >= 1, "eval.batch_size", "must be >= 1"),
@@ -235,9 +307,15 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-# Top-level keys that make a YAML file an experiment file (sracl_ray/sweeps/experiment.py) rather
-# than a plain config: `train --config` then uses its `base` section.
-EXPERIMENT_KEYS = ("name", "base", "search", "metric", "mode", "resources", "max_concurrent_trials", "max_failures")
+# The keys that mark a YAML mapping as an experiment file (sracl_ray/sweeps/experiment.py defines
+# the format and validates every key) rather than a plain config: every experiment has a name and
+# usually a base and a search; no config section is called so.
+EXPERIMENT_MARKERS = ("name", "base", "search")
+
+
+def is_experiment_mapping(data: Mapping[str, Any]) -> bool:
+    """True for an experiment file's top level (`train --config` then uses its `base` section)."""
+    return bool(set(data) & set(EXPERIMENT_MARKERS)) and not set(data) & {f.name for f in fields(Config)}
 
 
 def split_sections(data: Mapping[str, Any]) -> tuple[dict, dict]:
@@ -250,7 +328,7 @@ def split_sections(data: Mapping[str, Any]) -> tuple[dict, dict]:
 def _config_part(path: str | Path) -> tuple[dict, str]:
     """(config mapping of a YAML file, where it sits in the file): an experiment file's `base`."""
     data = load_yaml(path)
-    if set(data) & set(EXPERIMENT_KEYS) and not set(data) & {f.name for f in fields(Config)}:
+    if is_experiment_mapping(data):
         base = data.get("base") or {}
         if not isinstance(base, Mapping):
             raise ConfigError(f"{path}: base: expected a mapping of config sections")
@@ -293,7 +371,7 @@ def load(path: str | Path | None = None, overrides: list[str] | None = None,
 
 __all__ = [
     "Config", "DataConfig", "SemanticConfig", "ModelConfig", "CLConfig", "TrainConfig", "EvalConfig",
-    "metric_names", "MOVED_KEYS", "load_all", "split_sections",
+    "metric_names", "MOVED_KEYS", "load_all", "split_sections", "inert_settings", "inert_note",
     "ConfigError", "VARIANTS", "BACKBONES", "load", "load_yaml", "from_dict", "to_dict",
     "flatten", "unflatten", "merge", "parse_set", "validate", "require",
 ]

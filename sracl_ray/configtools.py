@@ -1,15 +1,18 @@
 """Mechanics shared by every typed config in this project (experiment and pipeline sections).
 
 Building frozen dataclasses from nested mappings (unknown keys rejected with the nearest valid
-name, scalars coerced, non-finite numbers rejected), `--set` parsing, YAML reading with line
-numbers, and deep merging.  No project-specific settings live here: sracl_ray/config.py (the
-experiment config) and sracl_ray/semantic/settings.py (the pipeline sections) both build on it.
+name, scalars coerced, non-finite numbers and integers beyond 64 bits rejected), `--set` parsing,
+YAML reading with line numbers (one loader, ConfigLoader, for every file and value a user gives:
+duplicate keys and anchors/aliases are errors), and deep merging.  No project-specific settings
+live here: sracl_ray/config.py (the experiment config) and sracl_ray/semantic/settings.py (the
+pipeline sections) both build on it.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
 import math
+import re
 from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -17,6 +20,9 @@ from typing import Any, Mapping
 import yaml
 
 from sracl_ray.errors import UserError
+
+
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 
 class ConfigError(UserError):
@@ -46,7 +52,7 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
         if base == "int":
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError
-            return int(value)
+            number = int(value)
         if base == "float":
             if isinstance(value, bool):
                 raise ValueError
@@ -55,6 +61,10 @@ def _coerce(value: Any, annotation: str, where: str) -> Any:
             return str(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: {value!r} is not a valid {annotation}") from None
+    if base == "int" and not INT64_MIN <= number <= INT64_MAX:  # numpy, torch and the results store: int64
+        raise ConfigError(f"{where}: {value!r} is out of range (a 64-bit integer)")
+    if base == "int":
+        return number
     if base == "float" and not math.isfinite(number):  # inf/nan would train to NaN and fake metrics
         raise ConfigError(f"{where}: {value!r} is not a finite number")
     if base == "float":
@@ -127,6 +137,62 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+# ---------------------------------------------------------------- YAML: the one loader for users' files
+
+MAX_DEPTH = 64  # nesting levels a config may have (PyYAML composes recursively: deeper is a RecursionError)
+ALIASES_REFUSED = ("YAML anchors and aliases (&name / *name) are refused in configs (a few nested "
+                   "aliases expand to gigabytes); write the values out")
+
+
+class YAMLRefused(yaml.YAMLError):
+    """Valid YAML that a config may not use; `line` is 1-based."""
+
+    def __init__(self, line: int, message: str):
+        super().__init__(message)
+        self.line, self.message = line, message
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses anchors/aliases and duplicate mapping keys (at any level) and bounds nesting.
+
+    Every YAML file or value a user gives (config and experiment files, --set values) is read with
+    it, through load_yaml / parse_set / yaml_key_lines: PyYAML's own loaders silently keep the last
+    of two equal keys, and expand aliases without bound."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise YAMLRefused(event.start_mark.line + 1, ALIASES_REFUSED)
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise YAMLRefused(event.start_mark.line + 1, f"nested more than {MAX_DEPTH} levels deep")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            first: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                    continue  # `<<` merges (overrides on purpose); non-scalar keys: SafeLoader's own error
+                key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+                if key in first:
+                    raise YAMLRefused(line, f"duplicate key {key!r} (first at line {first[key]})")
+                first[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def read_yaml(text: str) -> Any:
+    """Parse one YAML document with ConfigLoader (YAMLRefused / yaml.YAMLError on bad input)."""
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 - ConfigLoader is a SafeLoader
+
+
 def parse_set(items: list[str] | None) -> dict[str, Any]:
     """Parse CLI ``section.key=value`` overrides (values are YAML scalars)."""
     flat = {}
@@ -134,7 +200,13 @@ def parse_set(items: list[str] | None) -> dict[str, Any]:
         if "=" not in item:
             raise ConfigError(f"--set {item!r}: expected section.key=value")
         key, raw = item.split("=", 1)
-        flat[key.strip()] = yaml.safe_load(raw)
+        try:
+            flat[key.strip()] = read_yaml(raw)
+        except YAMLRefused as e:
+            raise ConfigError(f"--set {item!r}: {e.message}") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {item!r}: not a valid YAML value ({getattr(e, 'problem', None) or e}); "
+                              f"quote it to pass a string") from None
     return unflatten(flat)
 
 
@@ -142,11 +214,15 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; errors name the file and line."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = read_yaml(path.read_text(encoding="utf-8"))
+    except YAMLRefused as e:
+        raise ConfigError(f"{path}, line {e.line}: {e.message}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f", line {mark.line + 1}" if mark else ""
         raise ConfigError(f"{path}{line}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror}") from None
     if data is None:
@@ -168,21 +244,51 @@ def yaml_key_lines(path: str | Path) -> dict[str, int]:
                 walk(v, key + ".")
 
     try:
-        walk(yaml.compose(Path(path).read_text()), "")
-    except (yaml.YAMLError, OSError):
+        walk(yaml.compose(Path(path).read_text(), Loader=ConfigLoader), "")
+    except (yaml.YAMLError, OSError, UnicodeDecodeError):
         pass
     return lines
+
+
+def locate(path: str | Path | None, key: str) -> str:
+    """'FILE, line N' of a dotted key in a YAML file ('FILE' when the key is not in it; '' without a file)."""
+    if not path:
+        return ""
+    line = yaml_key_lines(path).get(key) if Path(path).exists() else None
+    return f"{path}, line {line}" if line else f"{path}"
+
+
+def where(path: str | Path | None, key: str) -> str:
+    """'FILE, line N: key' for messages about one key of a YAML file."""
+    loc = locate(path, key)
+    return f"{loc}: {key}" if loc else key
+
+
+def check_keys(data: Any, valid: list[str], path: str | Path | None, section: str) -> None:
+    """A mapping whose keys are all in `valid` (an unknown one: the nearest valid name), else ConfigError
+    naming the file and line; `section` is where the mapping sits ('' at the top)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where(path, section or '<top level>')}: expected a mapping, got {type(data).__name__}")
+    for key in data:
+        if key not in valid:
+            loc = locate(path, f"{section}.{key}" if section else str(key))
+            head = f"{loc}: " if loc else ""
+            raise ConfigError(f"{head}{section + ': ' if section else ''}unknown key '{key}'{_suggest(str(key), valid)}")
+
+
+_KEY_HEAD = re.compile(r"([A-Za-z_][\w.]*): (.*)$", re.S)
 
 
 def _with_line(err: ConfigError, path: str | Path, prefix: str = "") -> ConfigError:
     """Prefix an error about key a.b with 'FILE, line N' when the key came from the file
     (`prefix`: where the mapping sits in the file, e.g. 'base.' in an experiment file)."""
-    msg = str(err)
-    key = msg.split(":", 1)[0].strip()
-    if "unknown key '" in msg:
-        head = msg.split(": unknown key '")[0].strip()
-        bad = msg.split("unknown key '")[1].split("'")[0]
+    msg = str(err).removeprefix(": ").strip()
+    m = _KEY_HEAD.match(msg)
+    head, rest = (m.group(1), m.group(2)) if m else ("", msg)
+    key = head
+    if rest.startswith("unknown key '"):
+        bad = rest.split("'")[1]
         key = f"{head}.{bad}" if head else bad
-    line = yaml_key_lines(path).get(prefix + key)
-    where = f"{path}, line {line}" if line else f"{path}"
-    return ConfigError(f"{where}: {prefix}{msg}" if prefix and line else f"{where}: {msg}")
+    loc = locate(path, prefix + key) if key else f"{path}"
+    shown = ".".join(filter(None, (prefix.rstrip("."), head)))
+    return ConfigError(f"{loc}: {shown}: {rest}" if shown else f"{loc}: {rest}")

@@ -9,22 +9,41 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-import sracl_ray
+from sracl_ray.version import code_version  # noqa: F401 - re-exported: stages import it from here
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where Linux allows (os.umask sets it, process-wide)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # set and restore at once: no file is created in between by this thread
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> None:
-    """Call write(tmp) then rename tmp onto path, so path is either old or complete."""
+    """Call write(tmp) then rename tmp onto path, so path is either old or complete.
+
+    mkstemp makes its file 0600 whatever the umask; the file gets 0666 & ~umask before the rename,
+    as open() would have made it, so colleagues on a shared filesystem can read what a run wrote."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + "".join(path.suffixes))
     os.close(fd)
     try:
         write(Path(tmp))
+        if stat.S_ISREG(os.lstat(tmp).st_mode):  # the writer may have replaced it; never chmod a link or dir
+            os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -32,21 +51,7 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write(path, lambda p: p.write_text(text))
-
-
-def code_version() -> str:
-    """Package version plus the git commit when run from a checkout."""
-    version = sracl_ray.__version__
-    root = Path(sracl_ray.__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "-C", str(root), "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha, dirty = "", ""
-    return f"{version}+{sha}{'.dirty' if dirty else ''}" if sha else version
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def fingerprint_files(*paths: str | Path) -> str:

@@ -9,18 +9,25 @@ backends before it is stored (summaries.parquet's `error` column) or printed.  I
   `*_SECRET*`, `*PASSWORD*`), so a process that never read the key (e.g. `embed`) still hides it;
 - the value of any `Authorization:` / `Proxy-Authorization:` / `X-Api-Key:` header, any
   `Bearer <token>`, any `api_key=...` / `"api_key": "..."` / `token=...` / `password=...`, and
-  anything shaped like an OpenAI (`sk-...`) or Hugging Face (`hf_...`) key.
+  anything shaped like an OpenAI (`sk-...`) or Hugging Face (`hf_...`) key.  A variable *name*
+  (`$OPENAI_API_KEY: ...`) is not a value: only what follows `NAME=` / `NAME:` without a `$` is.
+- a whole text in which a known secret shows only after decoding (HTML entities, %-escapes,
+  `\\uXXXX`, backslashes, quotes or whitespace cut into it): the text is withheld, since the
+  secret cannot be cut out of it piece by piece.
 """
 from __future__ import annotations
 
 import base64
+import html
+import json
 import logging
 import os
 import re
 from typing import Callable, Iterable
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, unquote, unquote_plus
 
 REDACTED = "***"
+WITHHELD = "*** (withheld: the text held a secret in an encoded or split form)"
 MIN_ENV_SECRET_LEN = 8  # shorter values of key-like variables are flags ("1", "false"), not keys
 
 _registered: set[str] = set()
@@ -67,11 +74,34 @@ def env_secrets() -> set[str]:
 def _forms(value: str) -> set[str]:
     """The raw value and the encodings it may be echoed in (URL, base64, JSON-escaped)."""
     raw = value.encode()
-    forms = {value, quote(value, safe=""), quote(value), quote_plus(value), value.replace("/", "\\/")}
+    forms = {value, quote(value, safe=""), quote(value), quote_plus(value), value.replace("/", "\\/"),
+             html.escape(value), json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]}
     for enc in (base64.b64encode, base64.urlsafe_b64encode):
         b64 = enc(raw).decode()
         forms |= {b64, b64.rstrip("=")}
     return {f for f in forms if f}
+
+
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+_NOISE = re.compile(r"""[\s"'\\+]""")  # what a split, quoted or wrapped value has cut into it
+
+
+def _decodings(text: str) -> set[str]:
+    """`text` as a reader of each encoding a body may carry would see it, each also with the
+    whitespace, quotes, backslashes and `+` that split or wrap a value removed."""
+    once = {text, html.unescape(text), unquote(text), unquote_plus(text),
+            _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)}
+    twice = {html.unescape(unquote(t)) for t in once} | once
+    return twice | {_NOISE.sub("", t) for t in twice}
+
+
+def _key_value(match: re.Match) -> str:
+    """`api_key=VALUE` -> `api_key=***`, but `$OPENAI_API_KEY: text` is a variable's name, kept."""
+    start = match.start()
+    head = match.string[max(0, start - 64):start]
+    if re.search(r"\$\{?[A-Za-z0-9_]*$", head):
+        return match.group(0)
+    return match.group(1) + REDACTED
 
 
 def scrubber(secrets: Iterable[str | Secret] = (), patterns: bool = True) -> Callable[[object], str]:
@@ -80,6 +110,7 @@ def scrubber(secrets: Iterable[str | Secret] = (), patterns: bool = True) -> Cal
     forms = sorted({f for v in values if v and v.strip() for f in _forms(v)}, key=len, reverse=True)
     # longest first, so a key is replaced whole rather than leaving an encoded tail
     literal = re.compile("|".join(map(re.escape, forms)), re.I) if forms else None
+    hidden = sorted({_NOISE.sub("", v).lower() for v in values if v and len(v.strip()) >= MIN_ENV_SECRET_LEN})
 
     def clean(text: object) -> str:
         text = "" if text is None else str(text)
@@ -87,12 +118,14 @@ def scrubber(secrets: Iterable[str | Secret] = (), patterns: bool = True) -> Cal
             return text
         if literal is not None:
             text = literal.sub(REDACTED, text)
+        if hidden and any(h in d.lower() for d in _decodings(text) for h in hidden):
+            return WITHHELD
         if not patterns:
             return text
         text = _HEADER.sub(rf"\1\2{REDACTED}", text)
         text = _KEY_SHAPED.sub(REDACTED, text)
         text = _BEARER.sub(rf"\1{REDACTED}", text)
-        return _KEY_VALUE.sub(rf"\1{REDACTED}", text)
+        return _KEY_VALUE.sub(_key_value, text)
 
     return clean
 

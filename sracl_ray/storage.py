@@ -36,9 +36,37 @@ def is_uri(location: str | os.PathLike) -> bool:
     return bool(_SCHEME_RE.match(str(location)))
 
 
-def normalise(location: str | os.PathLike) -> str:
-    """A URI without trailing slashes, or an absolute local path (~ expanded)."""
+_FILE_URI_RE = re.compile(r"^file:(//(?P<host>[^/]*))?(?P<path>/.*)$", re.I)
+
+
+def local_path(location: str | os.PathLike) -> str | None:
+    """The local filesystem path a location names (a path, or a file: URI), else None (remote).
+
+    A file: URI is the local filesystem under another spelling: it gets everything a path gets
+    (atomic writes, the pickle boundary's owner/mode check, no mirroring into a cache).
+    """
     s = str(location)
+    if not is_uri(s) and not s.lower().startswith("file:"):
+        return s
+    m = _FILE_URI_RE.match(s)
+    if not m:
+        return None
+    if (m.group("host") or "localhost").lower() != "localhost":
+        raise StorageError(f"{s}: a file: URI names a file on another host ({m.group('host')}); use a path on a "
+                           f"filesystem every node mounts, or an object-storage URI")
+    from urllib.parse import unquote
+
+    return unquote(m.group("path"))
+
+
+def normalise(location: str | os.PathLike) -> str:
+    """A URI without trailing slashes, or an absolute local path (~ expanded; file: URIs become paths)."""
+    s = str(location)
+    if not s.strip():
+        raise StorageError("an empty storage location (give a directory or a storage URI such as s3://bucket/x)")
+    local = local_path(s)
+    if local is not None:
+        return str(Path(local).expanduser().resolve())
     if is_uri(s):
         scheme, rest = s.split("://", 1)
         if not rest.strip("/"):
@@ -205,11 +233,6 @@ def download_dir(location: str, local: str | Path, keep=lambda rel: True) -> lis
     return names
 
 
-# What a results view needs: the rows, per-trial ranks and results (significance, curves), the
-# sweep spec.  Tune's state and fit()'s checkpoints stay remote.
-_VIEW_RE = re.compile(r"(^|/)(results/trial-[^/]+\.parquet|trials/[^/]+/(ranks\.parquet|result\.json)|sweep\.json)$")
-
-
 def cache_root(kind: str = "storage") -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "sracl-ray" / kind
@@ -236,35 +259,17 @@ def mirror(uri: str, root: Path, keep=lambda rel: True) -> tuple[int, int]:
     return fetched, len(remote)
 
 
-def _key(uri: str) -> str:
+def cache_key(uri: str) -> str:
     return hashlib.sha256(uri.encode()).hexdigest()[:16]
-
-
-def local_view(location: str | os.PathLike, cache: str | Path | None = None) -> Path:
-    """A local dir holding what `results` and `report` read from `location`.
-
-    A path is returned as it is.  A URI is mirrored (results rows, ranks, result.json, sweep.json;
-    never Tune state or checkpoints) into a cache dir keyed by the URI.
-    """
-    if not is_uri(location):
-        return Path(location).expanduser()
-    uri = normalise(location)
-    root = Path(cache) if cache else cache_root("storage") / _key(uri)
-    fetched, total = mirror(uri, root, lambda rel: bool(_VIEW_RE.search(rel)))
-    if not total:
-        raise StorageError(f"results store is empty: no results/trial-*.parquet under {uri} (no trial of the "
-                           f"sweep has finished yet?)")
-    log.info("%s: %d file(s) fetched into %s (%d unchanged)", uri, fetched, root, total - fetched)
-    return root
 
 
 def local_data(location: str | os.PathLike) -> Path:
     """A dataset location as a local path: a URI's files are mirrored into the cache, under a dir
     named like the URI's last part (readers take the dataset's name from it)."""
-    if not is_uri(location):
-        return Path(location).expanduser()
+    if (local := local_path(location)) is not None:
+        return Path(local).expanduser()
     uri = normalise(location)
-    root = cache_root("data") / _key(uri) / (posixpath.basename(uri) or "data")
+    root = cache_root("data") / cache_key(uri) / (posixpath.basename(uri) or "data")
     fetched, total = mirror(uri, root)
     if not total:
         raise StorageError(f"data.path {uri}: no files there")

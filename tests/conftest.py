@@ -16,6 +16,13 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 if str(REPO) not in sys.path:  # `from tests.badinput.harness import ...` from any test folder
     sys.path.insert(0, str(REPO))
+# Ray workers import the sweep tests' engines (tests/sweeps/sweep_fakes.py) by module name, and a
+# local Ray's workers inherit the environment of the process that started it: so the folder goes on
+# PYTHONPATH here, before any test of any folder starts the session's Ray.
+SWEEP_TESTS = str(REPO / "tests" / "sweeps")
+if SWEEP_TESTS not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
+    os.environ["PYTHONPATH"] = os.pathsep.join([SWEEP_TESTS, *filter(None, os.environ.get("PYTHONPATH", "").split(
+        os.pathsep))])
 
 
 def fake_artifact(data, split, out_dir: Path, granularity: str = "prefix", dim: int = 16, seed: int = 0):
@@ -28,6 +35,35 @@ def fake_artifact(data, split, out_dir: Path, granularity: str = "prefix", dim: 
     art = SemanticArtifact(**{**art.__dict__, "manifest": {"stage": "test", "settings": {"granularity": granularity}}})
     save_artifact(out_dir, art)
     return art
+
+
+# Test modules that start their own (simulated multi-node) Ray clusters run last, so that every other
+# test shares one local Ray for the whole session (starting Ray costs seconds each time).
+CLUSTER_MODULES = ("test_multinode", "test_running_ray", "test_readme_cluster", "test_cloud_storage_slow",
+                   "test_multinode_slow", "test_multinode_llm_slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    own_cluster = [it for it in items if it.module.__name__.rsplit(".", 1)[-1].startswith(CLUSTER_MODULES)]
+    if own_cluster:
+        rest = [it for it in items if it not in own_cluster]
+        items[:] = rest + own_cluster
+
+
+@pytest.fixture
+def local_ray():
+    """The session's local Ray (2 CPUs): started on first use, kept up for every later test.
+
+    Never shut down here: a test that needs another Ray (a simulated cluster) shuts this one down
+    itself, and the next test asking for local_ray starts it again; those tests run last.
+    """
+    import ray
+
+    from sracl_ray.raytools import ensure_ray
+
+    if not ray.is_initialized():
+        ensure_ray(num_cpus=2, address="local")
+    yield
 
 
 @pytest.fixture(scope="session")

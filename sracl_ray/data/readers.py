@@ -322,10 +322,16 @@ def check_domain(domain: str) -> None:
                           f"(or '' = from the data's name)")
 
 
+def dataset_path(cfg: DataConfig) -> Path:
+    """Where data.path's files are on this machine: a local path as given, a storage URI's files
+    mirrored into the cache, no path at all the packaged sample.  Every stage reads through this."""
+    return local_data(cfg.path) if cfg.path else SAMPLE_DIR
+
+
 def load_dataset(cfg: DataConfig) -> InteractionData:
     """The configured dataset, sliced and cleaned for leave-one-out."""
     check_domain(cfg.domain)
-    path = local_data(cfg.path) if cfg.path else SAMPLE_DIR  # a storage URI: its files, mirrored
+    path = dataset_path(cfg)
     if not path.exists():
         raise DataFormatError(path, None, message="no such file or directory (data.path)")
     if path.is_dir() and not any(path.iterdir()):

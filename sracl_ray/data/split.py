@@ -48,6 +48,21 @@ def left_pad(seq: np.ndarray, max_len: int) -> np.ndarray:
     return out
 
 
+def histories(train_seqs: list[np.ndarray], users: np.ndarray, lengths: np.ndarray, max_len: int) -> np.ndarray:
+    """[N, max_len] left-padded histories: row r = the last max_len of train_seqs[users[r]][:lengths[r]].
+
+    Vectorised (one gather over a padded matrix of the sequences), the same rows left_pad gives."""
+    users, lengths = np.asarray(users, np.int64), np.asarray(lengths, np.int64)
+    width = max(1, max((len(s) for s in train_seqs), default=1))
+    mat = np.zeros((len(train_seqs), width), np.int64)
+    for u, s in enumerate(train_seqs):
+        mat[u, :len(s)] = s
+    idx = lengths[:, None] - max_len + np.arange(max_len, dtype=np.int64)[None, :]  # [N, L] positions
+    out = mat[users[:, None], np.clip(idx, 0, None)]
+    out[idx < 0] = 0
+    return out
+
+
 def prefix_key(user: int, hist: np.ndarray) -> str:
     """Key of a semantic unit: 'uid:i1:...:ik' over the non-padding history items."""
     return ":".join([str(int(user))] + [str(int(i)) for i in hist if i != 0])
@@ -71,9 +86,7 @@ def leave_one_out(data: InteractionData, max_len: int = 20) -> Split:
     sample_user = np.concatenate(users) if users else np.zeros(0, np.int64)
     sample_len = np.concatenate(lens) if lens else np.zeros(0, np.int64)
     sample_target = np.concatenate(targets) if targets else np.zeros(0, np.int64)
-    hist = np.zeros((len(sample_user), max_len), dtype=np.int64)
-    for row, (u, t) in enumerate(zip(sample_user, sample_len)):
-        hist[row] = left_pad(train_seqs[u][:t], max_len)
+    hist = histories(train_seqs, sample_user, sample_len, max_len)
     valid_hist = np.stack([left_pad(train_seqs[u], max_len) for u in range(1, n_users + 1)])
     test_hist = np.stack([left_pad(seqs[u][:-1], max_len) for u in range(1, n_users + 1)])
     return Split(

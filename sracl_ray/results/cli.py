@@ -64,6 +64,10 @@ def main(args: argparse.Namespace) -> int:
     note = left_out_note(df.attrs.get("left_out", {}))
     if note:
         print(f"note: {note}; list them with --sql \"SELECT * FROM results WHERE status <> 'ok'\"", file=sys.stderr)
+    if df.attrs.get("repeats"):
+        n = df.attrs["repeats"]
+        print(f"note: {n} row{'s' if n != 1 else ''} repeat{'s' if n == 1 else ''} another row's run exactly (same "
+              f"settings, seed and inputs) and {'was' if n == 1 else 'were'} counted once", file=sys.stderr)
     if df.empty:
         print("note: no trial with status 'ok' matches the selection", file=sys.stderr)
     shown = df if args.format == "csv" else mean_std_frame(df, group_by, metrics, args.digits)

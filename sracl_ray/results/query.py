@@ -148,13 +148,41 @@ def left_out(con, where: str | None = None) -> dict[str, int]:
     return {str(s): int(n) for s, n in _execute(con, sql, label).itertuples(index=False)}
 
 
+# Settings that never change a trial's numbers: two rows that differ only in these are one run twice.
+NO_EFFECT_SETTINGS = ("cfg.train.progress", "cfg.train.num_threads", "cfg.semantic.cache_dir", "cfg.eval.batch_size")
+
+
+# Row columns that also say what ran (a store written by other tools may hold these but few cfg.*).
+IDENTITY_COLUMNS = ("data_fingerprint", "semantic_fingerprint", "experiment", "dataset", "backbone", "variant",
+                    "seed", "alpha", "beta", "k", "mask_history", "max_len")
+
+
+def run_identity(available: list[str]) -> list[str]:
+    """The columns that identify what a row ran: every setting that can change its numbers, and the
+    fingerprints of its data and semantic artifact."""
+    return [c for c in available if (c.startswith("cfg.") and c not in NO_EFFECT_SETTINGS)
+            or c in IDENTITY_COLUMNS]
+
+
+def repeats(con, where: str | None = None) -> int:
+    """How many selected ok rows repeat another row's run exactly (same settings, seed and inputs)."""
+    ident = run_identity(columns(con))
+    if not ident:
+        return 0
+    sql = (f"SELECT count(*) - (SELECT count(*) FROM (SELECT DISTINCT {', '.join(map(quote, ident))} FROM results"
+           f"{_where_sql(where, True)})) FROM results{_where_sql(where, True)}")
+    return int(_execute(con, sql, "summary").iloc[0, 0])
+
+
 def summary(con, where: str | None = None, group_by: list[str] | None = None,
             metrics: list[str] | None = None) -> tuple[pd.DataFrame, list[str], list[str]]:
     """(frame with n, [n_cap,] <m>_mean, <m>_std per group, group columns, metrics) over ok rows.
 
-    std is the sample std.  `n_cap` (trials whose best epoch was the last one allowed) appears only
-    when some selected trial hit the cap.  frame.attrs['left_out'] = {status: count} of the
-    selected rows whose status is not ok.
+    std is the sample std.  Rows that repeat another row's run exactly (the same settings, seed and
+    inputs: an identical trial) count once, so n copies of one run never read as a spread over n;
+    frame.attrs['repeats'] says how many were folded.  `n_cap` (trials whose best epoch was the
+    last one allowed) appears only when some selected trial hit the cap.  frame.attrs['left_out']
+    = {status: count} of the selected rows whose status is not ok.
     """
     available = columns(con)
     if where:
@@ -167,14 +195,19 @@ def summary(con, where: str | None = None, group_by: list[str] | None = None,
             for m in metrics]
     keys = ", ".join(quote(g) for g in group_by)
     cap = "count(*) FILTER (WHERE hit_epoch_cap) AS n_cap"
+    ident = run_identity(available)
+    rows = (f"(SELECT DISTINCT ON ({', '.join(map(quote, ident))}) * FROM results{_where_sql(where, True)} "
+            f"ORDER BY {', '.join(map(quote, ident))}, trial_id)" if ident and "trial_id" in available
+            else f"(SELECT * FROM results{_where_sql(where, True)})")
     sql = (f"SELECT {keys + ', ' if keys else ''}count(*) AS n, {cap}{', ' if aggs else ''}{', '.join(aggs)} "
-           f"FROM results{_where_sql(where, True)}{f' GROUP BY {keys} ORDER BY {keys}' if keys else ''}")
+           f"FROM {rows} AS runs{f' GROUP BY {keys} ORDER BY {keys}' if keys else ''}")
     df = _execute(con, sql, f"--where {where!r}" if where else "summary")
     if keys == "" and len(df) and df["n"].iloc[0] == 0:
         df = df.iloc[0:0]  # no ok row selected: no group rather than one group of nothing
     if not len(df) or not df["n_cap"].fillna(0).astype(int).any():
         df = df.drop(columns="n_cap")
     df.attrs["left_out"] = left_out(con, where)
+    df.attrs["repeats"] = repeats(con, where) if ident else 0
     return df, group_by, metrics
 
 

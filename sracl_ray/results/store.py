@@ -20,26 +20,27 @@ import pyarrow.parquet as pq
 
 from sracl_ray import config as C
 from sracl_ray import storage as S
+from sracl_ray.results import layout as L
 from sracl_ray.errors import UserError
 from sracl_ray.manifest import atomic_write
 
 log = logging.getLogger(__name__)
 
-RESULTS_DIRNAME = "results"
-TRIAL_GLOB = "trial-*.parquet"
+RESULTS_DIRNAME, TRIAL_GLOB = L.RESULTS_DIRNAME, L.TRIAL_GLOB
 FACT_COLUMNS: dict[str, pa.DataType] = {
     "trial_id": pa.string(), "experiment": pa.string(), "dataset": pa.string(), "backbone": pa.string(),
     "variant": pa.string(), "seed": pa.int64(), "alpha": pa.float64(), "beta": pa.float64(), "k": pa.int64(),
     "mask_history": pa.bool_(), "max_len": pa.int64(), "best_epoch": pa.int64(), "epochs_run": pa.int64(),
     "wall_time_s": pa.float64(), "code_version": pa.string(), "ranks_path": pa.string(),
-    # what ran: ok | diverged (non-finite loss: no metrics) | errored; analysis reads only ok rows
+    # what ran: ok | diverged (non-finite loss: no metrics) | errored (`error`: why) | pruned (a scheduler
+    # stopped it early: no test metrics); analysis reads only ok rows and counts the others
     "status": pa.string(), "error": pa.string(),
     "alpha_applied": pa.float64(), "beta_applied": pa.float64(),  # the weights the variant really used
     "ties": pa.string(), "hit_epoch_cap": pa.bool_(),  # best epoch = last allowed: still improving
     "data_fingerprint": pa.string(), "semantic_source": pa.string(), "semantic_builder": pa.string(),
     "semantic_fingerprint": pa.string(), "host": pa.string(), "node_id": pa.string(),
 }
-STATUSES = ("ok", "diverged", "errored")
+STATUSES = ("ok", "diverged", "errored", "pruned")
 
 
 def _arrow_type(annotation: Any) -> pa.DataType:
@@ -101,17 +102,16 @@ def row_table(row: Mapping[str, Any]) -> pa.Table:
 
 
 def trial_path(storage: str | Path, trial_id: str) -> Path:
-    return Path(storage) / RESULTS_DIRNAME / f"trial-{trial_id}.parquet"
+    return Path(L.row_path(str(storage), trial_id))
 
 
 def write_row(storage: str | Path, row: Mapping[str, Any]) -> str:
     """Write (or overwrite) this trial's one-row file atomically (one PUT on object storage)."""
     table = row_table(row)
-    name = f"trial-{row['trial_id']}.parquet"
     if S.is_uri(storage):
         sink = pa.BufferOutputStream()
         pq.write_table(table, sink)
-        path = S.join(str(storage), RESULTS_DIRNAME, name)
+        path = L.row_path(str(storage), str(row["trial_id"]))
         S.write_bytes(path, sink.getvalue().to_pybytes())
     else:
         path = str(trial_path(storage, str(row["trial_id"])))
@@ -120,24 +120,74 @@ def write_row(storage: str | Path, row: Mapping[str, Any]) -> str:
     return path
 
 
+def row_status(storage: str | Path, trial_id: str) -> str | None:
+    """The status of a trial's row, None when it has none (or it cannot be read)."""
+    path = L.row_path(str(storage), trial_id)
+    try:
+        if S.is_uri(storage):
+            table = pq.read_table(pa.BufferReader(S.read_bytes(path)), columns=None)
+        else:
+            table = pq.read_table(path)
+    except Exception:  # noqa: BLE001 - absent, truncated or foreign: no usable row
+        return None
+    return str(table.column("status")[0]) if "status" in table.column_names else "ok"
+
+
 def finished_rows(storage: str | Path) -> int:
     """How many trial rows a sweep's storage holds (0 when it holds none or does not exist)."""
     if S.is_uri(storage):
-        return sum(1 for rel in S.list_files(S.join(str(storage), RESULTS_DIRNAME))
-                   if "/" not in rel and rel.startswith("trial-") and rel.endswith(".parquet"))
+        return sum(1 for rel in S.list_files(L.results_dir(str(storage))) if L.is_row_name(rel))
     return len(list((Path(storage) / RESULTS_DIRNAME).glob(TRIAL_GLOB)))
+
+
+def local_view(location: str | Path, cache: str | Path | None = None) -> Path:
+    """A local dir holding what `results` and `report` read from `location`.
+
+    A path (or file: URI) is returned as a path.  A URI is mirrored (results rows, ranks,
+    result.json, sweep.json; never Tune state or checkpoints: layout.in_results_view) into a
+    cache dir keyed by the URI, fetching only files whose size or mtime changed.
+    """
+    if (local := S.local_path(location)) is not None:
+        return Path(local).expanduser()
+    uri = S.normalise(location)
+    root = Path(cache) if cache else S.cache_root("storage") / S.cache_key(uri)
+    fetched, total = S.mirror(uri, root, L.in_results_view)
+    if not total:
+        raise S.StorageError(f"results store is empty: no {RESULTS_DIRNAME}/{TRIAL_GLOB} under {uri} (no trial of "
+                             f"the sweep has finished yet?)")
+    log.info("%s: %d file(s) fetched into %s (%d unchanged)", uri, fetched, root, total - fetched)
+    return root
 
 
 def store_files(path: str | Path) -> list[Path]:
     """Every trial file under path: a sweep dir, its results/ dir, or a parent of several sweeps
-    (a storage URI is read through its local view, storage.local_view)."""
-    p = S.local_view(path)
+    (a storage URI is read through its local view, local_view)."""
+    p = local_view(path)
     if not p.exists():
         raise UserError(f"results store not found: {p} does not exist (give a sweep storage dir, its "
                         f"{RESULTS_DIRNAME}/ dir, or a dir holding several sweeps)")
     if not p.is_dir():
         raise UserError(f"results store not found: {p} is a file, not a directory (give a sweep storage dir)")
-    return sorted(f for f in p.rglob(TRIAL_GLOB) if f.parent.name == RESULTS_DIRNAME or f.parent == p)
+    return regular_files(f for f in p.rglob(TRIAL_GLOB) if f.parent.name == RESULTS_DIRNAME or f.parent == p)
+
+
+def regular_files(paths) -> list[Path]:
+    """The regular files among paths, sorted; anything else named like a row (a FIFO, a socket, a dir, a
+    dangling link) is skipped with a warning: opening a FIFO would block the reader forever."""
+    import stat
+
+    keep = []
+    for f in paths:
+        try:
+            mode = f.stat().st_mode
+        except OSError as e:
+            log.warning("skipping %s in the results store: %s", f, e.strerror or e)
+            continue
+        if stat.S_ISREG(mode):
+            keep.append(f)
+        else:
+            log.warning("skipping %s in the results store: not a regular file", f)
+    return sorted(keep)
 
 
 def _nonempty_store_files(path: str | Path) -> list[Path]:

@@ -146,6 +146,12 @@ def _read_units(path: Path) -> pd.DataFrame:
     missing = [c for c in UNIT_COLUMNS if c not in units.columns]
     if missing:
         raise ArtifactError(f"{path}: lacks the column(s) {', '.join(missing)} (expected {', '.join(UNIT_COLUMNS)})")
+    for col in ("user", "length"):
+        if col in units.columns and not pd.api.types.is_integer_dtype(units[col]):
+            raise ArtifactError(f"{path}: column {col!r} must hold integers, found {units[col].dtype}")
+        if col in units.columns and len(units) and units[col].min() < (1 if col == "length" else 0):
+            raise ArtifactError(f"{path}: column {col!r} holds {units[col].min()}, expected >= "
+                                f"{1 if col == 'length' else 0}")
     return units
 
 

@@ -10,6 +10,9 @@ exception that loses the batch.
   timeouts, connection errors, 429 and 5xx.  The API key is read from the environment variable
   the config names and is never logged or stored: every error body, exception text, answer and
   log message passes sracl_ray/secrets.py's scrubber first (a server may echo the key).
+  Before the first batch one request probes the endpoint (`probe_openai`): nothing listening, a
+  refused key (401/403), no such route (404) or a server error that outlasts the retries stops
+  the stage at once with one line naming the URL and the status (exit 3, `LLMUnavailable`).
 - vllm: ray.data.llm's offline vLLM engine (`vLLMEngineProcessorConfig` + `build_processor`) with
   prefix caching; rows arrive ordered so that a user's nested prefixes are adjacent.
 - raw: no LLM; the "answer" is the prompt's own attribute / title text.
@@ -25,6 +28,7 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 
+from sracl_ray.errors import Incomplete
 from sracl_ray.raytools import ensure_ray
 from sracl_ray.secrets import Secret, install_log_scrubber, scrub
 from sracl_ray.semantic.raytools import blocks_of
@@ -33,6 +37,9 @@ from sracl_ray.semantic.settings import SummaryConfig
 log = logging.getLogger(__name__)
 install_log_scrubber(log)
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+FATAL_STATUS = {401: "refused the API key", 403: "refused the API key", 404: "has no such route",
+                405: "does not accept POST there"}
+PROBE_PROMPT = "Reply with the single word OK."
 MAX_ERROR_BODY = 65536  # bytes of an error response read (and scrubbed) before keeping its first 200 chars
 
 
@@ -46,6 +53,54 @@ def model_id(cfg: SummaryConfig) -> str:
 
 
 # ---------------------------------------------------------------- openai
+
+
+class LLMUnavailable(Incomplete):
+    """The LLM endpoint cannot answer (down, key refused, failing): the stage stops, and a rerun
+    once it answers continues from the summaries already stored (exit 3)."""
+
+
+def key_hint(cfg: SummaryConfig, key: Secret) -> str:
+    return (f"the key in ${cfg.api_key_env} was sent" if key.get()
+            else f"no key was sent (${cfg.api_key_env} is empty or unset)")
+
+
+def probe_openai(cfg: SummaryConfig, key: Secret) -> None:
+    """One tiny request before any batch: raise LLMUnavailable naming the URL and the status or
+    connection error if the endpoint cannot answer.  Retryable statuses get the configured retries."""
+    import json
+    import time
+    import urllib.error
+    import urllib.request
+
+    url = cfg.base_url.rstrip("/") + "/chat/completions"
+    body = json.dumps({"model": cfg.model, "messages": [{"role": "user", "content": PROBE_PROMPT}],
+                       "max_tokens": 1, "temperature": 0}).encode()
+    headers = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key.get()}"} if key.get() else {})}
+    problem = ""
+    for attempt in range(cfg.retries + 1):
+        request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=min(cfg.timeout_s, 30.0)) as r:  # noqa: S310 - http(s) only, checked in settings
+                r.read(MAX_ERROR_BODY)
+                return
+        except urllib.error.HTTPError as e:
+            text = " ".join(scrub(e.read(MAX_ERROR_BODY).decode("utf-8", "replace"), [key]).split())[:120]
+            problem = f"HTTP {e.code}" + (f" ({text})" if text else "")
+            if e.code in FATAL_STATUS:
+                hint = f"; {key_hint(cfg, key)}" if e.code in (401, 403) else ""
+                raise LLMUnavailable(scrub(f"summary.base_url {url} {FATAL_STATUS[e.code]}: {problem}{hint}", [key])) from None
+            if e.code not in RETRY_STATUS:
+                return  # e.g. 400 for this tiny probe: the real prompts decide
+        except urllib.error.URLError as e:
+            reason = getattr(e, "reason", e)
+            raise LLMUnavailable(scrub(f"summary.base_url {url} does not answer: {reason} (is the server running? "
+                                       "`sracl-ray llm serve` starts a local one)", [key])) from None
+        except (TimeoutError, OSError) as e:
+            problem = f"{type(e).__name__}: {e}"
+        if attempt < cfg.retries:
+            time.sleep(cfg.backoff_s * 2 ** attempt)
+    raise LLMUnavailable(scrub(f"summary.base_url {url} fails: {problem} ({cfg.retries + 1} attempts)", [key]))
 
 
 def read_api_key(env_name: str) -> Secret:
@@ -162,7 +217,8 @@ def openai_answers(todo: pd.DataFrame, cfg: SummaryConfig) -> Iterator[pd.DataFr
     # the actor inside a Secret (hidden from repr) and is never logged or written.
     key = read_api_key(cfg.api_key_env)
     if not key.get():
-        log.info("no API key in $%s: requests carry no Authorization header", cfg.api_key_env)
+        log.info("no API key in $%s, so requests carry no Authorization header", cfg.api_key_env)
+    probe_openai(cfg, key)
     ds = ray.data.from_pandas(blocks_of(todo[["key", "system", "prompt"]], cfg.batch_size))
     ds = ds.map_batches(
         OpenAIChat, batch_format="pandas", batch_size=None, num_cpus=0.25,

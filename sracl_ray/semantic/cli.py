@@ -92,14 +92,22 @@ def cmd_neighbours(args) -> int:
 
 
 def show_composition(path: str) -> int:
-    """`neighbours --stats DIR`: the artifact's neighbour composition (from its manifest, else computed now)."""
+    """`neighbours --stats DIR`: the artifact's neighbour composition, always computed from its
+    arrays; a manifest record that disagrees with them is named in a warning, never printed."""
     from sracl_ray.semantic.artifact import load_artifact
-    from sracl_ray.semantic.composition import composition_of, format_composition
+    from sracl_ray.semantic.composition import compare_composition, composition_of, format_composition
 
     art = load_artifact(path)
-    comp, how = art.manifest.get("composition"), "stored in its manifest"
-    if not comp:
-        comp, how = composition_of(art.unit_nbrs, art.units), "computed now; its manifest has none"
+    comp = composition_of(art.unit_nbrs, art.units)
+    stored = art.manifest.get("composition")
+    if stored is None:
+        how = "computed from its arrays; its manifest has no record"
+    elif problem := compare_composition(stored, comp):
+        how = "computed from its arrays; its manifest's record disagrees and is ignored"
+        print(f"sracl-ray: warning: {Path(path) / 'manifest.json'}: {problem}; the arrays were changed after "
+              "the artifact was built, or the manifest was", file=sys.stderr)
+    else:
+        how = "computed from its arrays, matching its manifest"
     print(format_composition(comp, f"neighbour composition of {path} ({art.granularity} units, {how})"))
     return 0
 

@@ -98,6 +98,24 @@ def composition_of(unit_nbrs: np.ndarray, units) -> dict:
     return neighbour_composition(unit_nbrs, units["user"].to_numpy(), units["length"].to_numpy())
 
 
+def compare_composition(stored: object, actual: dict, tol: float = 1e-6) -> str:
+    """'' when a manifest's stored composition matches the one computed from the arrays, else one
+    line saying how it differs (a malformed or foreign block counts as differing)."""
+    try:
+        rows = {int(e["k"]): e for e in stored["by_k"]}  # type: ignore[index]
+        for e in actual["by_k"]:
+            s = rows[e["k"]]
+            for key in ("same_user", "longer_same_user", "any_same_user"):
+                if abs(float(s[key]) - e[key]) > tol:
+                    return (f"its manifest says {key} {100 * float(s[key]):.1f}% at k={e['k']}, the arrays give "
+                            f"{100 * e[key]:.1f}%")
+        if int(stored["units"]) != actual["units"]:  # type: ignore[index]
+            return f"its manifest counts {int(stored['units'])} units, the arrays {actual['units']}"  # type: ignore[index]
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        return f"its manifest's composition block is not one this version wrote ({type(e).__name__}: {e})"
+    return ""
+
+
 def format_composition(comp: dict, title: str = "") -> str:
     """A plain-text table of a `neighbour_composition` result (percentages)."""
     pct = lambda x: f"{100 * x:5.1f}%"  # noqa: E731

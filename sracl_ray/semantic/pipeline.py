@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sracl_ray.config import Config
+from sracl_ray.config import Config, dataset_label
 from sracl_ray.data.dataset import ITEM_TEXT_COLUMNS, InteractionData, textless_items
-from sracl_ray.data.readers import SAMPLE_DIR, load_dataset
+from sracl_ray.data.readers import dataset_path, load_dataset
 from sracl_ray.data.split import Split, leave_one_out
 from sracl_ray.errors import UserError
 from sracl_ray.manifest import atomic_write, fingerprint_files, fingerprint_obj, is_fresh, read_manifest, write_manifest
@@ -57,7 +57,7 @@ def stage_dirs(out: str | Path) -> dict[str, Path]:
 def default_out(cfg: Config) -> Path:
     """.sracl_cache/semantic/<dataset>[-<N>u] (or under semantic.cache_dir)."""
     root = Path(cfg.semantic.cache_dir or ".sracl_cache") / "semantic"
-    return root / (cfg.data.name + (f"-{cfg.data.max_users}u" if cfg.data.max_users else ""))
+    return root / (dataset_label(cfg.data) + (f"-{cfg.data.max_users}u" if cfg.data.max_users else ""))
 
 
 def _finish(out: Path, stage: str, settings: dict, inputs: dict, **extra) -> None:
@@ -79,7 +79,7 @@ def prepare(cfg: Config, out: str | Path) -> StageResult:
     """Dataset -> Parquet interactions/items + the leave-one-out split arrays."""
     out = Path(out)
     settings = {"data": dataclasses.asdict(cfg.data)}
-    inputs = {"raw": fingerprint_files(Path(cfg.data.path) if cfg.data.path else SAMPLE_DIR)}
+    inputs = {"raw": fingerprint_files(dataset_path(cfg.data))}
     if is_fresh(out, settings, inputs):
         return StageResult("prepare", out, True)
     data = load_dataset(cfg.data)

@@ -291,6 +291,20 @@ def _last_line(path: Path) -> str:
     return lines[-1][-300:] if lines else ""
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: the kernel sends SIGTERM when the process that started it dies,
+    even by SIGKILL (no finally or atexit runs then), so a server never outlives `llm serve`.
+    SIGTERM, not SIGKILL, lets an engine stop its own workers.  Linux only; elsewhere a no-op."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def start_server(engine: str, model: str, port: int = 8000, host: str = "127.0.0.1", n_ctx: int = 2048,
                  timeout_s: float = 300, alias: str = DEFAULT_ALIAS, n_threads: int | None = None,
                  log_path: str | Path | None = None, python: str = "", env: dict | None = None) -> LocalServer:
@@ -308,7 +322,8 @@ def start_server(engine: str, model: str, port: int = 8000, host: str = "127.0.0
     with _signals_deferred():
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, **(env or {})}, start_new_session=True)
+                                    env={**os.environ, **(env or {})}, start_new_session=True,
+                                    preexec_fn=_die_with_parent)
         server = LocalServer(proc, base_url, alias, log_path)
         _live.add(server)
     try:

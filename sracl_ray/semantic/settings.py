@@ -39,6 +39,9 @@ class SummaryConfig:
     timeout_s: float = 120.0
     retries: int = 3
     backoff_s: float = 1.0
+    # Stop the stage (exit 3, summaries so far kept) after this many failed prompts in a row;
+    # 0 never stops (every failure is stored and retried by the next run).
+    max_consecutive_failures: int = 8
     # Rows per Ray Data batch; each finished batch is written as one Parquet shard.
     batch_size: int = 8
     actors: int = 1
@@ -91,6 +94,9 @@ def validate(p: PipelineConfig) -> PipelineConfig:
         (s.concurrency >= 1, "summary.concurrency", "must be >= 1"),
         (s.timeout_s > 0, "summary.timeout_s", "must be > 0"),
         (s.retries >= 0, "summary.retries", "must be >= 0"),
+        (s.backoff_s >= 0, "summary.backoff_s", "must be >= 0"),
+        (s.max_consecutive_failures >= 0, "summary.max_consecutive_failures", "must be >= 0 (0 never stops)"),
+        (s.backend != "openai" or s.base_url.startswith(("http://", "https://")), "summary.base_url", "must start with http:// or https://"),
         (s.batch_size >= 1, "summary.batch_size", "must be >= 1"),
         (s.actors >= 1, "summary.actors", "must be >= 1"),
         (s.vllm_device in ("gpu", "cpu"), "summary.vllm_device", "must be gpu or cpu"),

@@ -2,7 +2,8 @@
 
 `run_summaries` asks the configured backend only for keys without a stored success (so a rerun
 after a kill or after failures redoes just those), writes each finished batch as a shard, shows
-rows done/total and tokens/s, and returns a report.  `collect_texts` is the embed stage's gate:
+rows done/total and tokens/s, and returns a report.  After `summary.max_consecutive_failures` failed prompts in a row it stops (LLMUnavailable, exit 3)
+with the last error and what is kept, rather than counting failures for hours.  `collect_texts` is the embed stage's gate:
 it returns one text per record or raises SummariesIncomplete counting what is missing or failed.
 """
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from sracl_ray.errors import Incomplete
-from sracl_ray.semantic.backends import BACKENDS, model_id, sampling_params
+from sracl_ray.semantic.backends import BACKENDS, LLMUnavailable, model_id, sampling_params
 from sracl_ray.semantic.settings import SummaryConfig
 from sracl_ray.semantic.store import SummaryStore, summary_key
 
@@ -71,11 +72,15 @@ def run_summaries(records: pd.DataFrame, cfg: SummaryConfig, store_dir: str | Pa
         todo = todo.iloc[:limit]
     log.info("summaries: %d distinct prompts, %d stored, %d to ask (%s)", len(unique), len(done),
              len(todo), cfg.backend)
-    tokens, start = 0, time.time()
+    tokens, start, streak = 0, time.time(), 0
     if len(todo):
         bar = _progress(len(unique), already, progress)
         for answers in BACKENDS[cfg.backend](todo, cfg):
             store.write_shard(answers)
+            streak = failure_streak(answers, streak)
+            if cfg.max_consecutive_failures and streak >= cfg.max_consecutive_failures:
+                bar.close()
+                raise LLMUnavailable(stop_message(cfg, store, answers, streak))
             tokens += int(answers["completion_tokens"].sum()) if "completion_tokens" in answers else 0
             ok = int((answers["error"].fillna("") == "").sum()) if "error" in answers else len(answers)
             bar.update(ok)
@@ -90,6 +95,24 @@ def run_summaries(records: pd.DataFrame, cfg: SummaryConfig, store_dir: str | Pa
     if report.failed:
         log.warning("summaries: %d prompts failed (stored with their error; rerun to retry)", report.failed)
     return report
+
+
+def failure_streak(answers: pd.DataFrame, streak: int) -> int:
+    """Failed prompts in a row at the end of this batch, continuing the previous batches' streak."""
+    errors = answers["error"].fillna("").astype(str).to_numpy() if "error" in answers else []
+    for e in errors:
+        streak = streak + 1 if e else 0
+    return streak
+
+
+def stop_message(cfg: SummaryConfig, store: SummaryStore, answers: pd.DataFrame, streak: int) -> str:
+    failed = answers["error"].fillna("").astype(str)
+    last = failed[failed != ""].iloc[-1] if (failed != "").any() else "?"
+    where = f" from {cfg.base_url}" if cfg.backend == "openai" else ""
+    kept = int((store.read()["error"] == "").sum())
+    return (f"summaries: stopped after {streak} failed prompts in a row{where} (summary.max_consecutive_failures="
+            f"{cfg.max_consecutive_failures}); last error: {last}. {kept} finished summaries are kept in "
+            f"{store.root}; rerun once the endpoint answers")
 
 
 def collect_texts(records: pd.DataFrame, store_dir: str | Path) -> list[str]:

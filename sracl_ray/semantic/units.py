@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sracl_ray.data.split import Split, left_pad, prefix_key
+from sracl_ray.data.split import Split, histories, prefix_key
 
 
 def build_units(split: Split, granularity: str = "prefix") -> pd.DataFrame:
@@ -29,11 +29,8 @@ def build_units(split: Split, granularity: str = "prefix") -> pd.DataFrame:
 
 
 def unit_histories(split: Split, units: pd.DataFrame) -> np.ndarray:
-    """[n_units, L] left-padded histories of each unit (last L items)."""
-    out = np.zeros((len(units), split.max_len), dtype=np.int64)
-    for row, (u, n) in enumerate(zip(units["user"].to_numpy(), units["length"].to_numpy())):
-        out[row] = left_pad(split.train_seqs[u][:n], split.max_len)
-    return out
+    """[n_units, L] left-padded histories of each unit (last L items of train_seqs[user][:length])."""
+    return histories(split.train_seqs, units["user"].to_numpy(), units["length"].to_numpy(), split.max_len)
 
 
 def sample_units(split: Split, granularity: str) -> np.ndarray:

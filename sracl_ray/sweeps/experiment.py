@@ -24,6 +24,7 @@ import dataclasses
 import difflib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +32,7 @@ from typing import Any, Mapping
 
 from sracl_ray import config as C
 from sracl_ray.config import Config, ConfigError
+from sracl_ray.configtools import _with_line, check_keys, where
 
 SPACE_TYPES = ("uniform", "loguniform", "quniform", "randint", "choice")
 _MAX_VALIDATED_POINTS = 20_000
@@ -52,10 +54,12 @@ class Search:
     mode: str = "grid"  # grid | optuna
     grid: dict[str, list] = field(default_factory=dict)  # dotted key (or section) -> values
     space: dict[str, dict] = field(default_factory=dict)  # optuna: dotted key -> distribution
-    num_samples: int = 1  # optuna: trials to draw (grid: repeats of the whole grid)
+    num_samples: int = 1  # optuna: trials to draw (grid: must stay 1; repeats = identical trials: grid seeds)
     seed: int | None = 0  # optuna sampler seed
     grace_period: int = 3  # ASHA: epochs before a trial can be pruned
     reduction_factor: int = 3  # ASHA: keep 1/reduction_factor at each rung
+    # Refuse a sweep of more trials than this before any work (raise it on purpose for a big grid).
+    max_trials: int = 1000
 
 
 @dataclass(frozen=True)
@@ -79,21 +83,6 @@ class Experiment:
         return d
 
 
-def _where(path: str, key: str) -> str:
-    line = C.yaml_key_lines(path).get(key) if path and Path(path).exists() else None
-    return f"{path}, line {line}: {key}" if line else f"{path}: {key}" if path else key
-
-
-def _check_keys(data: Mapping, valid: list[str], path: str, prefix: str) -> None:
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{_where(path, prefix.rstrip('.'))}: expected a mapping, got {type(data).__name__}")
-    for key in data:
-        if key not in valid:
-            near = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.5)
-            hint = f"; did you mean '{near[0]}'?" if near else f"; valid keys: {', '.join(valid)}"
-            raise ConfigError(f"{_where(path, prefix + str(key))}: unknown key{hint}")
-
-
 def config_keys() -> tuple[set[str], set[str]]:
     """(every dotted leaf key such as 'cl.alpha', every section name such as 'data')."""
     flat = C.flatten(C.to_dict(Config()))
@@ -113,10 +102,15 @@ def trial_config(base: Mapping[str, Any], point: Mapping[str, Any]) -> Config:
     return C.from_dict(C.merge(base, point_overrides(point)), where="trial config")
 
 
+def iter_grid_points(search: Search):
+    """The points of a grid search, lazily (the cross product, first key varying slowest)."""
+    keys = list(search.grid)
+    return (dict(zip(keys, combo)) for combo in itertools.product(*(search.grid[k] for k in keys)))
+
+
 def grid_points(search: Search) -> list[dict[str, Any]]:
     """Every point of a grid search (the cross product, first key varying slowest)."""
-    keys = list(search.grid)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(search.grid[k] for k in keys))]
+    return list(iter_grid_points(search))
 
 
 def _check_search_key(key: str, leaves: set[str], sections: set[str], where: str) -> None:
@@ -161,58 +155,89 @@ def _space_probe_values(spec: Mapping) -> list[Any]:
 
 
 def _build_search(raw: Any, path: str) -> Search:
-    _check_keys(raw, [f.name for f in dataclasses.fields(Search)], path, "search.")
+    check_keys(raw, [f.name for f in dataclasses.fields(Search)], path, "search")
     try:
         s = Search(**raw)
     except TypeError as e:
         raise ConfigError(f"{path}: search: {e}") from None
     leaves, sections = config_keys()
     if s.mode not in ("grid", "optuna"):
-        raise ConfigError(f"{_where(path, 'search.mode')}: must be grid or optuna, got {s.mode!r}")
+        raise ConfigError(f"{where(path, 'search.mode')}: must be grid or optuna, got {s.mode!r}")
     if s.mode == "grid":
         if s.space:
-            raise ConfigError(f"{_where(path, 'search.space')}: only for mode optuna (grid mode lists `grid` values)")
+            raise ConfigError(f"{where(path, 'search.space')}: only for mode optuna (grid mode lists `grid` values)")
         for key, values in s.grid.items():
-            _check_search_key(key, leaves, sections, _where(path, f"search.grid.{key}"))
+            _check_search_key(key, leaves, sections, where(path, f"search.grid.{key}"))
             if not isinstance(values, list) or not values:
-                raise ConfigError(f"{_where(path, f'search.grid.{key}')}: expected a non-empty list of values")
+                raise ConfigError(f"{where(path, f'search.grid.{key}')}: expected a non-empty list of values")
     else:
         if s.grid:
-            raise ConfigError(f"{_where(path, 'search.grid')}: only for mode grid (optuna samples `space`)")
+            raise ConfigError(f"{where(path, 'search.grid')}: only for mode grid (optuna samples `space`)")
         if not s.space:
-            raise ConfigError(f"{_where(path, 'search.space')}: optuna mode needs a non-empty space")
+            raise ConfigError(f"{where(path, 'search.space')}: optuna mode needs a non-empty space")
         for key, spec in s.space.items():
-            where = _where(path, f"search.space.{key}")
-            _check_search_key(key, leaves, sections, where)
-            _check_distribution(key, spec, where)
+            at = where(path, f"search.space.{key}")
+            _check_search_key(key, leaves, sections, at)
+            _check_distribution(key, spec, at)
             if key.split(".")[0] in ("data", "semantic") and spec["type"] != "choice":
-                raise ConfigError(f"{where}: data/semantic settings can only be searched with type choice "
+                raise ConfigError(f"{at}: data/semantic settings can only be searched with type choice "
                                   "(each distinct value is prepared once before the sweep)")
-    for key, low in (("num_samples", 1), ("grace_period", 1), ("reduction_factor", 2)):
+    for key, low in (("num_samples", 1), ("grace_period", 1), ("reduction_factor", 2), ("max_trials", 1)):
         value = getattr(s, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < low:
-            raise ConfigError(f"{_where(path, f'search.{key}')}: must be an integer >= {low}, got {value!r}")
+            raise ConfigError(f"{where(path, f'search.{key}')}: must be an integer >= {low}, got {value!r}")
+    if s.mode == "grid":
+        _check_grid_repeats(s, path)
+    n = trial_count(s)
+    if n > s.max_trials:
+        sizes = " x ".join(str(len(v)) for v in s.grid.values()) if s.mode == "grid" else f"{s.num_samples} samples"
+        raise ConfigError(f"{where(path, 'search')}: {n:,} trials ({sizes}) is more than search.max_trials="
+                          f"{s.max_trials:,}; shrink the search, or raise search.max_trials if you mean it")
     return s
 
 
+def trial_count(search: Search) -> int:
+    """How many trials a search runs (without expanding a grid)."""
+    if search.mode != "grid":
+        return search.num_samples
+    return math.prod(len(v) for v in search.grid.values()) * search.num_samples
+
+
+def _check_grid_repeats(s: Search, path: str) -> None:
+    """A grid never runs one configuration twice: repeats are identical trials (same seed), which
+    `results` would show as a spread of n copies of one run."""
+    if s.num_samples != 1:
+        raise ConfigError(f"{where(path, 'search.num_samples')}: {s.num_samples} on a grid would run every point "
+                          f"{s.num_samples} times with the same seed (identical trials); list seeds in the grid "
+                          f"instead (search.grid: {{train.seed: [1, 2, 3]}})")
+    for key, values in s.grid.items():
+        seen: set[str] = set()
+        for v in values:
+            text = json.dumps(v, sort_keys=True, default=str)
+            if text in seen:
+                raise ConfigError(f"{where(path, f'search.grid.{key}')}: value {v!r} is listed twice (the grid would "
+                                  f"run identical trials)")
+            seen.add(text)
+
+
 def _build_resources(raw: Any, path: str) -> Resources:
-    _check_keys(raw, [f.name for f in dataclasses.fields(Resources)], path, "resources.")
+    check_keys(raw, [f.name for f in dataclasses.fields(Resources)], path, "resources")
     r = Resources(**{k: raw[k] for k in raw})
     for key in ("cpus", "gpus", "gpu_wait_s"):
         v = getattr(r, key)
         if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v or v in (float("inf"), -float("inf")):
-            raise ConfigError(f"{_where(path, f'resources.{key}')}: must be a finite number, got {v!r}")
+            raise ConfigError(f"{where(path, f'resources.{key}')}: must be a finite number, got {v!r}")
     if r.cpus <= 0:
-        raise ConfigError(f"{_where(path, 'resources.cpus')}: must be > 0, got {r.cpus}")
+        raise ConfigError(f"{where(path, 'resources.cpus')}: must be > 0, got {r.cpus}")
     if r.gpus < 0 or (r.gpus > 1 and not float(r.gpus).is_integer()):
-        raise ConfigError(f"{_where(path, 'resources.gpus')}: must be a fraction in [0, 1] or a whole number, "
+        raise ConfigError(f"{where(path, 'resources.gpus')}: must be a fraction in [0, 1] or a whole number, "
                           f"got {r.gpus}")
     if r.gpu_wait_s < 0:
-        raise ConfigError(f"{_where(path, 'resources.gpu_wait_s')}: must be >= 0 seconds, got {r.gpu_wait_s}")
+        raise ConfigError(f"{where(path, 'resources.gpu_wait_s')}: must be >= 0 seconds, got {r.gpu_wait_s}")
     if not isinstance(r.require_gpu, bool):
-        raise ConfigError(f"{_where(path, 'resources.require_gpu')}: must be true or false, got {r.require_gpu!r}")
+        raise ConfigError(f"{where(path, 'resources.require_gpu')}: must be true or false, got {r.require_gpu!r}")
     if r.require_gpu and r.gpus == 0:
-        raise ConfigError(f"{_where(path, 'resources.require_gpu')}: true needs resources.gpus > 0")
+        raise ConfigError(f"{where(path, 'resources.require_gpu')}: true needs resources.gpus > 0")
     return Resources(float(r.cpus), float(r.gpus), float(r.gpu_wait_s), r.require_gpu)
 
 
@@ -235,47 +260,34 @@ def validate_points(exp: Experiment) -> None:
                 try:
                     trial_config(base_d, {key: value})
                 except ConfigError as e:
-                    raise ConfigError(f"{_where(exp.source, f'search.space.{key}')}: value {value!r}: {e}") from None
-
-
-def _base_error(err: ConfigError, source: str) -> ConfigError:
-    """Re-anchor a config error about key a.b at base.a.b in the experiment file (with its line)."""
-    msg = str(err).removeprefix(": ").strip()
-    if "unknown key '" in msg:
-        head, bad = msg.split("unknown key '")[0].rstrip(": ").strip(), msg.split("unknown key '")[1].split("'")[0]
-        key = f"{head}.{bad}" if head else bad
-        msg = f"{head}: {msg.split(': ', 1)[1]}" if head else f": {msg}"
-    else:
-        key = msg.split(":", 1)[0].strip()
-    line = C.yaml_key_lines(source).get(f"base.{key}") if Path(source).exists() else None
-    return ConfigError(f"{source}{f', line {line}' if line else ''}: base{'' if msg.startswith(':') else '.'}{msg}")
+                    raise ConfigError(f"{where(exp.source, f'search.space.{key}')}: value {value!r}: {e}") from None
 
 
 def from_dict(raw: Mapping[str, Any], source: str = "experiment") -> Experiment:
     """Validate a parsed experiment mapping completely (see the module docstring)."""
     top = [f.name for f in dataclasses.fields(Experiment) if f.name != "source"]
-    _check_keys(raw, top, source, "")
+    check_keys(raw, top, source, "")
     if "name" not in raw or not re.fullmatch(r"[A-Za-z0-9_.-]+", str(raw["name"])):
-        raise ConfigError(f"{_where(source, 'name')}: needs a name of letters, digits, '_', '-', '.'")
+        raise ConfigError(f"{where(source, 'name')}: needs a name of letters, digits, '_', '-', '.'")
     base = raw.get("base") or {}
     try:
         C.from_dict(base, where="")
     except ConfigError as e:
-        raise _base_error(e, source) from None
+        raise _with_line(e, source, "base.") from None
     metric, mode = raw.get("metric", "valid/ndcg@20"), raw.get("mode", "max")
     if not isinstance(metric, str) or not metric.startswith("valid/"):
-        raise ConfigError(f"{_where(source, 'metric')}: must be a validation metric such as valid/ndcg@20 "
+        raise ConfigError(f"{where(source, 'metric')}: must be a validation metric such as valid/ndcg@20 "
                           f"(never tune or select on test), got {metric!r}")
     if metric not in C.metric_names("valid"):  # checked before Ray starts, not after an epoch
-        raise ConfigError(f"{_where(source, 'metric')}: {metric!r} is not a metric the engine reports; "
+        raise ConfigError(f"{where(source, 'metric')}: {metric!r} is not a metric the engine reports; "
                           f"one of {', '.join(C.metric_names('valid'))}")
     if mode not in ("max", "min"):
-        raise ConfigError(f"{_where(source, 'mode')}: must be max or min, got {mode!r}")
+        raise ConfigError(f"{where(source, 'mode')}: must be max or min, got {mode!r}")
     mct, mf = raw.get("max_concurrent_trials"), raw.get("max_failures", 2)
     if mct is not None and (not isinstance(mct, int) or isinstance(mct, bool) or mct < 1):
-        raise ConfigError(f"{_where(source, 'max_concurrent_trials')}: must be an integer >= 1 or null, got {mct!r}")
+        raise ConfigError(f"{where(source, 'max_concurrent_trials')}: must be an integer >= 1 or null, got {mct!r}")
     if not isinstance(mf, int) or isinstance(mf, bool) or mf < -1:
-        raise ConfigError(f"{_where(source, 'max_failures')}: must be an integer >= 0 (-1 = unlimited), got {mf!r}")
+        raise ConfigError(f"{where(source, 'max_failures')}: must be an integer >= 0 (-1 = unlimited), got {mf!r}")
     exp = Experiment(name=str(raw["name"]), base=dict(base), search=_build_search(raw.get("search") or {}, source),
                      metric=metric, mode=mode, resources=_build_resources(raw.get("resources") or {}, source),
                      max_concurrent_trials=mct, max_failures=mf, source=source)
@@ -289,6 +301,14 @@ def load_experiment(path: str | Path, overrides: list[str] | None = None) -> Exp
     if overrides:
         raw = {**raw, "base": C.merge(raw.get("base") or {}, C.parse_set(overrides))}
     return from_dict(raw, source=str(path))
+
+
+def inert_notes(exp: Experiment) -> list[str]:
+    """The distinct notes (config.inert_note) of the sweep's trial configs: settings that do nothing for
+    some trials' variants (a grid often crosses them on purpose; said once each, never an error)."""
+    base = C.to_dict(exp.base_config())
+    points = iter_grid_points(exp.search) if exp.search.mode == "grid" else [{}]
+    return list(dict.fromkeys(n for p in points if (n := C.inert_note(trial_config(base, p)))))
 
 
 def prepare_groups(exp: Experiment) -> dict[str, Config]:

@@ -33,7 +33,7 @@ def is_experiment_file(path: Path) -> bool:
         top = E.C.load_yaml(path)
     except E.ConfigError:
         return True  # let load_experiment report the parse error
-    return bool({"name", "search", "base"} & set(top))
+    return E.C.is_experiment_mapping(top)
 
 
 def experiment_files(folder: Path) -> list[Path]:
@@ -69,7 +69,7 @@ def reproduce(storage: str | Path, folder: Path, *, smoke: bool = False, only: l
     for exp in exps:
         sweep_dir = S.join(storage, exp.name)
         write(f"== {exp.name} ({exp.source}) -> {sweep_dir}")
-        if S.exists(S.join(sweep_dir, runner.TUNE_DIRNAME, "tuner.pkl")):
+        if S.exists(S.join(sweep_dir, runner.TUNE_DIRNAME, runner.TUNER_FILENAME)):
             outcome = runner.resume_sweep(sweep_dir, engine=engine, address=address, num_cpus=num_cpus)
         else:
             outcome = runner.run_sweep(exp, sweep_dir, engine=engine, mlflow_uri=mlflow_uri, write=write,

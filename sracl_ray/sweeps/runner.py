@@ -37,8 +37,7 @@ from sracl_ray.sweeps.trainable import Engine, TrialSpec, default_engine, sweep_
 
 log = logging.getLogger(__name__)
 
-TUNE_DIRNAME = "tune"
-SPEC_FILENAME = "sweep.json"
+from sracl_ray.results.layout import OUR_ENTRIES, SPEC_FILENAME, TUNE_DIRNAME, TUNER_FILENAME  # noqa: E402
 
 
 @dataclass
@@ -77,16 +76,57 @@ def cluster_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0))
 
 
+def ask_autoscaler_for(bundles: list[dict[str, float]]) -> None:
+    """Tell Ray's autoscaler to fit `bundles` now ([] withdraws the request); a no-op without one.
+
+    A cluster whose GPU worker type has min_workers 0 (cluster.yaml) starts a GPU node only for
+    demand it sees, and while the driver waits for a GPU no trial is pending yet."""
+    try:
+        from ray.autoscaler.sdk import request_resources
+
+        request_resources(bundles=bundles)
+    except Exception as e:  # noqa: BLE001 - a hint only: the wait and its fallback still apply
+        log.debug("could not ask the autoscaler for %s: %s", bundles, e)
+
+
 def effective_gpus(requested: float, wait_s: float = 0.0, require: bool = False,
                    line_every_s: float = GPU_WAIT_LINE_S) -> float:
     """GPUs per trial: `requested` once the cluster shows a GPU, else 0 (CPU-only, with a warning).
 
-    Right after `ray up` the GPU workers are still booting, so a cluster without a GPU is watched
-    for up to `wait_s` seconds (a log line every `line_every_s`) before falling back.  With
-    `require` there is no fallback: a ConfigError once the wait is over.
+    Right after `ray up` the cluster has no GPU node yet (cluster.yaml starts them on demand), so a
+    cluster without a GPU is watched for up to `wait_s` seconds (a log line every `line_every_s`)
+    while the autoscaler is asked for one GPU node, before falling back.  With `require` there is
+    no fallback: a ConfigError once the wait is over.
     """
     if requested <= 0:
         return 0.0
+    start = last = time.monotonic()
+    if cluster_gpus() == 0 and wait_s > 0:
+        log.warning("resources.gpus=%g but the Ray cluster shows no GPU yet: waiting up to %g s "
+                    "(resources.gpu_wait_s) for a GPU node to join (asked the autoscaler for one)", requested, wait_s)
+        ask_autoscaler_for([{"GPU": requested}])  # one trial's worth: a node of a GPU type
+        try:
+            while cluster_gpus() == 0 and (left := wait_s - (time.monotonic() - start)) > 0:
+                time.sleep(min(GPU_WAIT_POLL_S, left))
+                if time.monotonic() - last >= line_every_s:
+                    last = time.monotonic()
+                    log.warning("still no GPU in the Ray cluster after %.0f s of %g s", last - start, wait_s)
+        finally:
+            ask_autoscaler_for([])  # from here on the trials' own demand drives the autoscaler
+    waited = time.monotonic() - start
+    if cluster_gpus() > 0:
+        if waited >= GPU_WAIT_POLL_S:
+            log.warning("a GPU node joined after %.0f s: trials get %g GPU each", waited, requested)
+        return requested
+    if require:
+        raise ConfigError(f"resources.require_gpu: the Ray cluster shows no GPU after {waited:.0f} s "
+                          f"(resources.gpu_wait_s={wait_s:g}); check that GPU workers can start (cluster.yaml: "
+                          f"worker.gpu; `ray exec cluster.yaml 'ray status'`), wait longer, or set "
+                          f"resources.require_gpu=false to allow CPU-only trials")
+    log.warning("resources.gpus=%g but the Ray cluster has no GPU%s: running trials CPU-only "
+                "(on an autoscaling cluster check that GPU workers can start, or raise resources.gpu_wait_s)",
+                requested, f" after {waited:.0f} s" if wait_s > 0 else "")
+    return 0.0
     start = last = time.monotonic()
     if cluster_gpus() == 0 and wait_s > 0:
         log.warning("resources.gpus=%g but the Ray cluster shows no GPU yet: waiting up to %g s "
@@ -175,7 +215,7 @@ def check_inputs_exist(exp: E.Experiment) -> None:
     for cfg in E.prepare_groups(exp).values():
         path = cfg.data.path
         if path and "://" not in str(path) and not Path(path).expanduser().exists():
-            where = E._where(exp.source, "base.data.path") if exp.source else "data.path"
+            where = E.where(exp.source, "base.data.path") if exp.source else "data.path"
             raise ConfigError(f"{where}: {path} does not exist on this machine (the driver reads the data); "
                               f"point it at the dataset with --set data.path=DIR")
 
@@ -186,21 +226,73 @@ def write_spec(storage: str, exp: E.Experiment, smoke: bool) -> None:
 
 
 def read_spec(storage: str) -> E.Experiment:
+    """The experiment a sweep was started with (sweep.json); one line naming the file when it is unusable."""
     path = S.join(storage, SPEC_FILENAME)
     try:
-        text = S.read_text(path)
+        raw = json.loads(S.read_text(path))
     except FileNotFoundError:
         raise ConfigError(f"{storage}: not a sweep storage dir (no {SPEC_FILENAME}); start one with `sweep run`") \
             from None
-    raw = json.loads(text)
-    return E.from_dict(raw["experiment"], source=raw.get("source") or str(path))
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise ConfigError(f"{path}: not a sweep spec (truncated or corrupt JSON: {e}); restore it from a copy or "
+                          f"start the sweep again with `sweep run --overwrite`") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("experiment"), dict):
+        raise ConfigError(f"{path}: not a sweep spec (no `experiment` object); restore it from a copy or start the "
+                          f"sweep again with `sweep run --overwrite`")
+    source = raw.get("source") if isinstance(raw.get("source"), str) and raw.get("source") else str(path)
+    return E.from_dict(raw["experiment"], source=source)
+
+
+def result_trial_id(r) -> str:
+    return (r.metrics or {}).get("trial_id") or Path(str(r.path)).name.removeprefix("trial_")
+
+
+def reconcile_rows(results, exp: E.Experiment, storage: str) -> int:
+    """Every trial ends as a row: write the rows a trial could not write itself.
+
+    An errored trial writes its own row (trainable.record_error), unless its worker died (a lost
+    node) or it failed before its config was built; a trial a scheduler stopped early (ASHA) is
+    killed without a word.  So after Tune is done: a trial with an error and no row gets an
+    `errored` row with Tune's one-line error; a trial that ended without its final report gets a
+    `pruned` row.  Returns how many rows were written.
+    """
+    from sracl_ray.results import store
+    from sracl_ray.sweeps.tracking import error_line
+    from sracl_ray.sweeps.trainable import TrialSpec, write_store_row
+
+    spec = TrialSpec(experiment=exp.name, base=E.C.to_dict(exp.base_config()), storage=str(storage))
+    written = 0
+    for r in results:
+        trial_id = result_trial_id(r)
+        status = store.row_status(storage, trial_id)
+        if r.error is not None:
+            if status is not None:
+                continue  # the trial's own row (errored, diverged, or ok before a late failure)
+            row = {"status": "errored", "error": error_line(r.error)}
+        elif not (r.metrics or {}).get("final"):
+            row = {"status": "pruned", "error": f"stopped by the scheduler after {r.metrics.get('epoch', 0)} epoch(s)",
+                   "epochs_run": int((r.metrics or {}).get("epoch", 0))}
+        else:
+            continue
+        try:
+            cfg = E.trial_config(spec.base, r.config or {})
+        except ConfigError:
+            log.warning("trial %s: its config cannot be rebuilt; no row written", trial_id)
+            continue
+        write_store_row(spec, trial_id, cfg, row, Path(str(storage)))
+        written += 1
+    if written:
+        log.info("wrote %d results row(s) for trials that ended without writing their own", written)
+    return written
 
 
 def summarize(results, exp: E.Experiment, storage: str) -> SweepOutcome:
     finished = [r for r in results if r.error is None]
     errored = [r for r in results if r.error is not None]
     best = None
-    scored = [r for r in finished if r.metrics and exp.metric in r.metrics]
+    # the final report of each trial (best epoch's validation metrics + test): what the progress lines and
+    # the results store rank by; a trial a scheduler stopped early has none and is never best
+    scored = [r for r in finished if r.metrics and exp.metric in r.metrics and r.metrics.get("final")]
     if scored:
         pick = max if exp.mode == "max" else min
         r = pick(scored, key=lambda r: r.metrics[exp.metric])
@@ -208,8 +300,7 @@ def summarize(results, exp: E.Experiment, storage: str) -> SweepOutcome:
                 "config": {k: v for k, v in (r.config or {}).items()}}
     from sracl_ray.sweeps.tracking import error_line
 
-    errors = {(r.metrics or {}).get("trial_id") or Path(str(r.path)).name.removeprefix("trial_"): error_line(r.error)
-              for r in errored}
+    errors = {result_trial_id(r): error_line(r.error) for r in errored}
     return SweepOutcome(storage if S.is_uri(storage) else Path(storage), len(results), len(finished), len(errored), best, errors)
 
 
@@ -233,36 +324,43 @@ def _quiet_tune() -> None:
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
-def claim_storage(storage: str, overwrite: bool = False) -> None:
-    """Make `storage` ready for a new sweep, or refuse with what to do instead.
+def claim_storage(storage: str, overwrite: bool = False) -> list[str]:
+    """Check that `storage` may take a new sweep; returns this tool's entries there to remove first.
 
-    A dir holding a sweep with finished trials (rows in its results store) is refused: resume it,
-    or pass overwrite to replace it.  A sweep that ended before any trial finished (a crash at
-    start, a bad input) leaves nothing worth keeping, so its files are replaced.  Only this
-    tool's own entries (sweep.json, tune/, trials/, results/) are ever removed.
+    Nothing is removed here (the caller does it once it holds the storage's lock).  A dir holding a
+    sweep with finished trials (rows in its results store) is refused: resume it, or pass
+    overwrite to replace it.  A sweep that ended before any trial finished (a crash at start, a bad
+    input) leaves nothing worth keeping, so its files are replaced.  A dir that holds files but no
+    sweep (no sweep.json) is refused unless overwrite: it may be the user's own.  Only this tool's
+    own entries (sweep.json, tune/, trials/, results/) are ever removed; other files stay.
     """
-    from sracl_ray.results.store import RESULTS_DIRNAME, finished_rows
-    from sracl_ray.sweeps.trainable import TRIALS_DIRNAME
+    from sracl_ray.locks import LOCK_FILENAME
+    from sracl_ray.results.store import finished_rows
 
     if S.exists(storage) and not S.is_dir(storage) and not S.is_uri(storage):
         raise ConfigError(f"--storage {storage}: exists and is not a directory")
-    ours = [S.join(storage, n) for n in (SPEC_FILENAME, TUNE_DIRNAME, TRIALS_DIRNAME, RESULTS_DIRNAME)]
-    present = S.list_files(storage) if S.is_uri(storage) else None
-    if present is not None:  # object storage: a "dir" exists when a key lies under it
-        ours = [p for p, n in zip(ours, (SPEC_FILENAME, TUNE_DIRNAME, TRIALS_DIRNAME, RESULTS_DIRNAME))
-                if any(k == n or k.startswith(n + "/") for k in present)]
-    elif not any(Path(p).exists() for p in ours):
-        return
-    if not ours:
-        return
+    if S.is_uri(storage):  # object storage: a "dir" exists when a key lies under it
+        top = {rel.split("/", 1)[0] for rel in S.list_files(storage)}
+    else:
+        top = {p.name for p in Path(storage).iterdir()} if Path(storage).is_dir() else set()
+    top.discard(LOCK_FILENAME)
+    ours = [S.join(storage, n) for n in OUR_ENTRIES if n in top]
+    if not top:
+        return []
+    if SPEC_FILENAME not in top and not overwrite:
+        shown = ", ".join(sorted(top)[:5]) + (", ..." if len(top) > 5 else "")
+        raise ConfigError(f"--storage {storage}: holds files but no sweep (no {SPEC_FILENAME}): {shown}; give a new "
+                          f"or empty dir, or pass --overwrite to let the sweep replace its own entries there "
+                          f"({', '.join(OUR_ENTRIES[:4])}; other files stay)")
     finished = finished_rows(storage)
     if finished and not overwrite:
         raise ConfigError(f"--storage {storage} already holds a sweep with {finished} finished trial(s); continue "
                           f"it with `sracl-ray sweep resume {storage}`, or replace it with --overwrite")
-    log.warning("%s: replacing an earlier sweep's files (%s)", storage,
-                "--overwrite" if finished else "no trial of it had finished")
-    for p in ours:
-        S.delete(p)
+    if ours:
+        log.warning("%s: replacing %s (%s)", storage, ", ".join(Path(p).name for p in ours),
+                    "--overwrite" if finished or SPEC_FILENAME not in top else "an earlier sweep none of whose trials "
+                    "had finished")
+    return ours
 
 
 def run_sweep(exp: E.Experiment, storage: str | Path, *, engine: Engine | None = None,
@@ -270,21 +368,35 @@ def run_sweep(exp: E.Experiment, storage: str | Path, *, engine: Engine | None =
               address: str | None = None, num_cpus: int | None = None, smoke: bool = False,
               progress_every_s: float = 30.0, overwrite: bool = False) -> SweepOutcome:
     """Start a new sweep in `storage` (see claim_storage for a dir that already holds one)."""
-    from ray import tune
-
-    from sracl_ray.sweeps.tracking import Progress, tracking_callbacks
+    from sracl_ray.locks import hold
 
     storage = S.normalise(storage)
     S.filesystem(storage)  # an unusable URI: one line now
     check_inputs_exist(exp)  # a one-line error now, not after Ray has started
+    for note in E.inert_notes(exp):
+        log.warning("some trials: %s", note)
+    if mlflow_uri:
+        from sracl_ray.mlflow_log import require_mlflow
+
+        require_mlflow()
     _quiet_tune()
-    claim_storage(storage, overwrite)
-    if not S.is_uri(storage):
-        Path(storage).mkdir(parents=True, exist_ok=True)
+    doomed = claim_storage(storage, overwrite)
     engine = engine or default_engine()
-    write_spec(storage, exp, smoke)
-    init_ray(address, num_cpus)
-    check_shared_storage(storage)
+    with hold(storage, "--storage"):  # one driver per sweep; creates a local storage dir
+        for p in doomed:
+            S.delete(p)
+        write_spec(storage, exp, smoke)
+        init_ray(address, num_cpus)
+        check_shared_storage(storage)
+        return _fit_new(exp, storage, engine, mlflow_uri, write, progress_every_s)
+
+
+def _fit_new(exp: E.Experiment, storage: str, engine: Engine, mlflow_uri: str | None,
+             write: Callable[[str], None] | None, progress_every_s: float) -> SweepOutcome:
+    from ray import tune
+
+    from sracl_ray.sweeps.tracking import Progress, tracking_callbacks
+
     refs = prepare_shared(exp, engine)
     search_alg, scheduler = search_and_scheduler(exp)
     callbacks = [*tracking_callbacks(exp.name, mlflow_uri), Progress(exp.metric, exp.mode, progress_every_s, write)]
@@ -297,7 +409,9 @@ def run_sweep(exp: E.Experiment, storage: str | Path, *, engine: Engine | None =
                                     trial_dirname_creator=trial_dirname),
         run_config=_run_config(exp, storage, callbacks),
     )
-    return summarize(tuner.fit(), exp, storage)
+    results = tuner.fit()
+    reconcile_rows(results, exp, storage)
+    return summarize(results, exp, storage)
 
 
 # Tune's saved state: the trials, the search algorithm (the variant generator for grids; the
@@ -377,8 +491,10 @@ def resume_sweep(storage: str | Path, *, engine: Engine | None = None, restart_e
     and the searcher continues from its saved state."""
     from ray import tune
 
+    from sracl_ray.locks import hold
+
     _quiet_tune()
-    storage = S.normalise(storage)
+    storage = S.normalise(storage)  # a file: URI becomes its path, so it gets the owner/mode check too
     exp = read_spec(storage)
     tune_dir = S.join(storage, TUNE_DIRNAME)
     remote = S.is_uri(storage)
@@ -387,19 +503,38 @@ def resume_sweep(storage: str | Path, *, engine: Engine | None = None, restart_e
     if not tune.Tuner.can_restore(tune_dir):
         raise ConfigError(f"{tune_dir}: no restorable Tune state (the sweep never started?); "
                           f"start it again with `sracl-ray sweep run ... --storage {storage}`")
-    init_ray(address, num_cpus)  # before the repair: the connected Ray's temp dir holds the staged copies
-    check_shared_storage(storage)
-    if not remote:  # an object is written whole: a killed driver cannot leave one truncated
-        for path in repair_state_files(Path(tune_dir)):
-            log.warning("restored %s from Ray's staged copy (the killed driver left it truncated)", path)
-    engine = engine or default_engine()
-    refs = prepare_shared(exp, engine)  # object refs do not survive the old driver: put them again
-    trainable = build_trainable(exp, storage, engine, refs)
-    results = tune.Tuner.restore(tune_dir, trainable=trainable, resume_unfinished=True,
-                                 resume_errored=not restart_errored, restart_errored=restart_errored).fit()
-    if not remote:
-        drop_orphan_trial_dirs(Path(tune_dir), results)
-    return summarize(results, exp, storage)
+    with hold(storage, "--storage"):
+        init_ray(address, num_cpus)  # before the repair: the connected Ray's temp dir holds the staged copies
+        check_shared_storage(storage)
+        if not remote:  # an object is written whole: a killed driver cannot leave one truncated
+            for path in repair_state_files(Path(tune_dir)):
+                log.warning("restored %s from Ray's staged copy (the killed driver left it truncated)", path)
+        engine = engine or default_engine()
+        refs = prepare_shared(exp, engine)  # object refs do not survive the old driver: put them again
+        trainable = build_trainable(exp, storage, engine, refs)
+        tuner = restore_tuner(tune_dir, trainable, restart_errored)
+        results = tuner.fit()
+        reconcile_rows(results, exp, storage)
+        if not remote:
+            drop_orphan_trial_dirs(Path(tune_dir), results)
+        return summarize(results, exp, storage)
+
+
+def restore_tuner(tune_dir: str, trainable, restart_errored: bool):
+    """Tuner.restore, with unreadable Tune state (a truncated or foreign tuner.pkl or experiment state)
+    as one line naming the dir's file instead of an unpickling traceback."""
+    import pickle
+
+    from ray import tune
+
+    try:
+        return tune.Tuner.restore(tune_dir, trainable=trainable, resume_unfinished=True,
+                                  resume_errored=not restart_errored, restart_errored=restart_errored)
+    except (EOFError, pickle.UnpicklingError, ValueError, TypeError, AttributeError, KeyError, ImportError) as e:
+        raise ConfigError(f"{S.join(tune_dir, TUNER_FILENAME)}: cannot restore the sweep's Tune state "
+                          f"({type(e).__name__}: {' '.join(str(e).split())[:200]}); the file is truncated or was "
+                          f"not written by this sweep: restore the storage from a copy, or start again with "
+                          f"`sweep run --overwrite`") from e
 
 
 def drop_orphan_trial_dirs(tune_dir: Path, results) -> list[Path]:

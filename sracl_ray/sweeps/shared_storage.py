@@ -15,10 +15,11 @@ import uuid
 from typing import Callable, Sequence
 
 from sracl_ray import storage as S
+from sracl_ray.results.layout import NODES_DIRNAME
 
 log = logging.getLogger(__name__)
 
-MARKER_DIRNAME = ".sracl-nodes"
+MARKER_DIRNAME = NODES_DIRNAME
 PROBE_TIMEOUT_S = 300.0  # a node that is still installing packages may take a while to run a task
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ray.tune import Callback
+from ray.tune.logger import TBXLoggerCallback
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,10 @@ class Progress(Callback):
     """Prints `trials: R running, F finished, E errored, P pending | best valid/... = x (trial)`.
 
     A line is written when a trial starts, finishes or errors, and at most every `every_s`
-    seconds otherwise.  `write` is `print` in the CLI and a logger elsewhere.
+    seconds otherwise; its counts include the event it prints (Tune calls the callback before it
+    updates the trial's status).  "Best" is over finished trials' final reports (the best epoch's
+    validation metric), as in the sweep's final summary.  `write` is `print` in the CLI and a
+    logger elsewhere.
     """
 
     def __init__(self, metric: str, mode: str, every_s: float = 30.0, write: Callable[[str], None] | None = None):
@@ -93,44 +97,48 @@ class Progress(Callback):
             return True
         return value > self._best[0] if self.mode == "max" else value < self._best[0]
 
-    def status(self, trials: list) -> str:
+    def _offer(self, result: dict | None, trial_id: str) -> None:
+        value = (result or {}).get(self.metric)
+        if value is not None and (result or {}).get("final") and self._better(float(value)):
+            self._best = (float(value), trial_id)
+
+    def status(self, trials: list, event: tuple[Any, str] | None = None) -> str:
+        """The counts line; `event` = (trial, status it has now) for the trial whose event is printed."""
         counts: dict[str, int] = {}
         for t in trials:
-            counts[t.status] = counts.get(t.status, 0) + 1
+            st = event[1] if event is not None and t is event[0] else t.status
+            counts[st] = counts.get(st, 0) + 1
         for t in trials:  # restored trials carry their last result
-            value = (t.last_result or {}).get(self.metric)
-            if value is not None and self._better(float(value)):
-                self._best = (float(value), t.trial_id)
+            self._offer(t.last_result, t.trial_id)
         best = f"best {self.metric} = {self._best[0]:.4f} (trial {self._best[1]})" if self._best else \
             f"best {self.metric} = n/a"
         return (f"trials: {counts.get('RUNNING', 0)} running, {counts.get('TERMINATED', 0)} finished, "
                 f"{counts.get('ERROR', 0)} errored, {counts.get('PENDING', 0) + counts.get('PAUSED', 0)} pending"
                 f" | {best}")
 
-    def _emit(self, trials: list, event: str = "") -> None:
+    def _emit(self, trials: list, event: str = "", now: tuple[Any, str] | None = None) -> None:
         self._last = time.monotonic()
-        self.write((f"[{event}] " if event else "") + self.status(trials))
+        self.write((f"[{event}] " if event else "") + self.status(trials, now))
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info) -> None:
-        value = result.get(self.metric)
-        if value is not None and self._better(float(value)):
-            self._best = (float(value), trial.trial_id)
+        self._offer(result, trial.trial_id)
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        self._emit(trials, f"start {trial.trial_id}")
+        self._emit(trials, f"start {trial.trial_id}", (trial, "RUNNING"))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
-        self._emit(trials, f"done {trial.trial_id}")
+        self._emit(trials, f"done {trial.trial_id}", (trial, "TERMINATED"))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info) -> None:
         why = trial_error_line(trial)
-        self._emit(trials, f"error {trial.trial_id}" + (f": {why}" if why else ""))
+        self._emit(trials, f"error {trial.trial_id}" + (f": {why}" if why else ""), (trial, "ERROR"))
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info) -> None:
         """A failed trial (an error, or its node lost) that Tune retries from its last checkpoint."""
         why = trial_error_line(trial)
         failures = getattr(trial, "num_failures", 0)
-        self._emit(trials, f"retry {trial.trial_id} (failure {failures})" + (f": {why}" if why else ""))
+        self._emit(trials, f"retry {trial.trial_id} (failure {failures})" + (f": {why}" if why else ""),
+                   (trial, "PENDING"))
 
     def on_step_end(self, iteration: int, trials: list, **info) -> None:
         if time.monotonic() - self._last >= self.every_s:
@@ -140,18 +148,34 @@ class Progress(Callback):
         self._emit(trials, "end")
 
 
+def epoch_view(result: dict) -> dict:
+    """What TensorBoard gets of one report: an epoch as it is; the final report (the best epoch's
+    validation metrics again, plus test) only as its test/ metrics and best_epoch, at the last
+    epoch's step, so every curve has exactly one point per epoch and never jumps back."""
+    if not result.get("final"):
+        return result
+    kept = {k: v for k, v in result.items() if k.startswith("test/") or k == "best_epoch"}
+    return {**kept, "training_iteration": max(1, int(result.get("training_iteration", 1)) - 1)}
+
+
+class EpochTBXLoggerCallback(TBXLoggerCallback):
+    """Ray's TensorBoard logger, fed epoch_view(result)."""
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict):
+        super().log_trial_result(iteration, trial, epoch_view(result))
+
+
 def tracking_callbacks(experiment: str, mlflow_uri: str | None = None) -> list:
-    """TensorBoard event files in every trial dir; MLflow runs when a tracking URI is given."""
-    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+    """TensorBoard event files in every trial dir (one point per epoch); MLflow runs when a tracking URI is given."""
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
 
-    callbacks: list = [JsonLoggerCallback(), CSVLoggerCallback(), TBXLoggerCallback()]
+    callbacks: list = [JsonLoggerCallback(), CSVLoggerCallback(), EpochTBXLoggerCallback()]
     if mlflow_uri:
-        try:
-            import mlflow  # noqa: F401  (checked here so the error is clear, before any trial runs)
-        except ImportError:
-            raise SystemExit("--mlflow-uri needs the mlflow package: pip install 'sracl-ray[mlflow]'") from None
-        from ray.air.integrations.mlflow import MLflowLoggerCallback
+        from sracl_ray.mlflow_log import require_mlflow
 
-        callbacks.append(MLflowLoggerCallback(tracking_uri=mlflow_uri, experiment_name=experiment,
-                                              save_artifact=False))
+        require_mlflow()
+        from sracl_ray.sweeps.mlflow_callback import EpochMLflowLoggerCallback  # imports mlflow
+
+        callbacks.append(EpochMLflowLoggerCallback(tracking_uri=mlflow_uri, experiment_name=experiment,
+                                                   save_artifact=False))
     return callbacks

@@ -23,6 +23,7 @@ import dataclasses
 import json
 import logging
 import shutil
+import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +38,9 @@ from sracl_ray.sweeps.experiment import prepare_key, trial_config
 
 log = logging.getLogger(__name__)
 
-TRIALS_DIRNAME = "trials"
-MARKER_FILENAME = "epoch.json"  # a Tune checkpoint: {"epoch": N, "final": bool}
-DIVERGED_FILENAME = "diverged.json"  # a trial whose loss went non-finite: retries fail fast
+from sracl_ray.results.layout import (CHECKPOINT_DIRNAME, DIVERGED_FILENAME, MARKER_FILENAME,  # noqa: E402
+                                     POINTER_FILENAME, RANKS_FILENAME, RESULT_FILENAME, SYNCED_OUTPUTS, TRIALS_DIRNAME,
+                                     ranks_relpath, trial_outputs)
 
 
 @dataclass(frozen=True)
@@ -72,8 +73,6 @@ def trial_dir(storage: str | Path, trial_id: str) -> Path:
     return Path(storage) / TRIALS_DIRNAME / trial_id
 
 
-POINTER_FILENAME = "checkpoint.json"  # object storage: {"dir": "checkpoint-<epoch>"}, one PUT
-SYNCED_OUTPUTS = ("result.json", "ranks.parquet", "best.safetensors")
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ class TrialFiles:
 
     @classmethod
     def of(cls, storage: str | Path, trial_id: str) -> "TrialFiles":
-        remote = S.join(str(storage), TRIALS_DIRNAME, trial_id) if S.is_uri(storage) else None
+        remote = trial_outputs(str(storage), trial_id) if S.is_uri(storage) else None
         return cls(trial_dir(storage, trial_id), remote)
 
     def pull(self, fresh: bool) -> None:
@@ -105,7 +104,7 @@ class TrialFiles:
         if POINTER_FILENAME not in names:
             return
         src = json.loads(S.read_text(S.join(self.remote, POINTER_FILENAME)))["dir"]
-        target = self.local / "checkpoint"
+        target = self.local / CHECKPOINT_DIRNAME
         shutil.rmtree(target, ignore_errors=True)
         staged = self.local / "checkpoint.pull"
         shutil.rmtree(staged, ignore_errors=True)
@@ -139,7 +138,7 @@ def _plain(obj: Any) -> Any:
 
 def finished_result(out_dir: Path, cfg: C.Config) -> dict | None:
     """fit()'s result.json when it exists and was produced by exactly this config."""
-    path = out_dir / "result.json"
+    path = out_dir / RESULT_FILENAME
     if not path.exists():
         return None
     try:
@@ -271,9 +270,9 @@ def node_id() -> str | None:
 
 def write_store_row(spec: TrialSpec, trial_id: str, cfg: C.Config, result: Mapping[str, Any], out_dir: Path) -> None:
     if S.is_uri(spec.storage):  # relative to the storage URI; TrialFiles.push put the file there
-        ranks = f"{TRIALS_DIRNAME}/{trial_id}/ranks.parquet"
+        ranks = ranks_relpath(trial_id)
     else:
-        ranks = result.get("ranks_path") or str(out_dir / "ranks.parquet")
+        ranks = result.get("ranks_path") or str(out_dir / RANKS_FILENAME)
         try:  # relative to the storage dir, so a copied or synced sweep dir stays readable
             ranks = str(Path(ranks).resolve().relative_to(Path(spec.storage).resolve()))
         except ValueError:
@@ -291,7 +290,6 @@ def record_divergence(spec: TrialSpec, trial_id: str, cfg: C.Config, files: Tria
 
 def sweep_trial(config: dict[str, Any], *, prepared: Mapping[str, Any], spec: TrialSpec, engine: Engine) -> None:
     """Tune function trainable: one configuration, trained by fit()."""
-    import ray
     from ray import tune
 
     # One INFO line per epoch per trial ("Checkpoint successfully created") drowns the driver's
@@ -302,9 +300,35 @@ def sweep_trial(config: dict[str, Any], *, prepared: Mapping[str, Any], spec: Tr
     cfg = trial_config(spec.base, config)
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=False))  # no bars in worker logs
     files = TrialFiles.of(spec.storage, trial_id)
-    out_dir = files.local
-    out_dir.mkdir(parents=True, exist_ok=True)
+    files.local.mkdir(parents=True, exist_ok=True)
+    try:
+        _run_trial(cfg, trial_id, files, prepared, spec, engine)
+    except NonFiniteError:  # its row (status diverged) is written where it was detected
+        raise
+    except Exception as e:  # noqa: BLE001 - any other failure: the row says errored, why and where, then Tune retries
+        record_error(spec, trial_id, cfg, files.local, e)
+        raise
 
+
+def record_error(spec: TrialSpec, trial_id: str, cfg: C.Config, out_dir: Path, exc: BaseException) -> None:
+    """An errored attempt's store row (status errored, the error's one line, this node); a retry that
+    succeeds overwrites it with its ok row.  Writing the row must never hide the error itself."""
+    from sracl_ray.secrets import scrub
+    from sracl_ray.sweeps.tracking import error_line
+
+    try:
+        write_store_row(spec, trial_id, cfg, {"status": "errored", "error": scrub(error_line(exc)),
+                                              "host": socket.gethostname()}, out_dir)
+    except Exception:  # noqa: BLE001
+        log.warning("trial %s: could not write its errored row", trial_id, exc_info=True)
+
+
+def _run_trial(cfg: C.Config, trial_id: str, files: TrialFiles, prepared: Mapping[str, Any], spec: TrialSpec,
+               engine: Engine) -> None:
+    import ray
+    from ray import tune
+
+    out_dir = files.local
     checkpoint = tune.get_checkpoint()
     marker = marker_of(checkpoint)
     files.pull(fresh=checkpoint is None)
@@ -320,11 +344,11 @@ def sweep_trial(config: dict[str, Any], *, prepared: Mapping[str, Any], spec: Tr
             tune.report(final_report(done))
         return
 
-    install_checkpoint(checkpoint, out_dir / "checkpoint")
+    install_checkpoint(checkpoint, out_dir / CHECKPOINT_DIRNAME)
     earlier = diverged_before(out_dir, cfg)
     if earlier:
         raise NonFiniteError(earlier)
-    replay_missed(marker, checkpoint_history(out_dir / "checkpoint"))
+    replay_missed(marker, checkpoint_history(out_dir / CHECKPOINT_DIRNAME))
     ref = prepared[prepare_key(cfg)]
     prep = ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
 

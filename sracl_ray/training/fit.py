@@ -29,7 +29,7 @@ from sracl_ray.training.checkpoint import (check_fingerprint, find_checkpoint, l
                                            save_checkpoint, save_weights)
 from sracl_ray.training.evaluate import metrics_from_ranks, rank_targets
 from sracl_ray.training.inputs import DeviceData, Prepared, prepare_inputs
-from sracl_ray.training.prepare import check_out_dir
+from sracl_ray.training.prepare import check_out_dir, needs_semantic
 from sracl_ray.training.step import step_losses
 
 log = logging.getLogger(__name__)
@@ -147,7 +147,7 @@ def fit(cfg: Config, out_dir: str | Path, report: Report | None = None, prepared
     out = Path(out_dir)
     check_out_dir(out)
     prep = prepared or prepare_inputs(cfg)  # reads and checks every input before anything is written
-    fingerprint = run_fingerprint(to_dict(cfg), prep.data.fingerprint, prep.semantic_fingerprint)
+    fingerprint = run_fingerprint(to_dict(cfg), prep.data.fingerprint, semantic_used(cfg, prep)["fingerprint"])
     ckpt_dir = out / "checkpoint"
     found = find_checkpoint(ckpt_dir) if resume else None
     if found is not None:
@@ -197,6 +197,15 @@ def fit(cfg: Config, out_dir: str | Path, report: Report | None = None, prepared
     return result
 
 
+def semantic_used(cfg: Config, prep: Prepared) -> dict:
+    """The semantic artifact this run read: none for a variant without L_CS/L_IS, even when the
+    prepared inputs (shared by a sweep's trials) carry one."""
+    if prep.semantic is None or not needs_semantic(cfg):
+        return {"source": "none", "builder": "none", "fingerprint": None, "manifest": None}
+    return {"source": prep.semantic_source, "builder": prep.semantic_builder,
+            "fingerprint": prep.semantic_fingerprint, "manifest": prep.semantic.manifest}
+
+
 def finish(cfg: Config, out: Path, prep: Prepared, dd: DeviceData, modules: dict, state: dict, best: dict | None,
            device: torch.device, wall: float) -> dict:
     """Load the best weights, test once, write ranks, best weights and result.json."""
@@ -222,9 +231,7 @@ def finish(cfg: Config, out: Path, prep: Prepared, dd: DeviceData, modules: dict
         "fingerprint": state.get("fingerprint"), "host": socket.gethostname(),
         "dataset": {"name": prep.data.name, "fingerprint": prep.data.fingerprint, "n_users": prep.split.n_users,
                     "n_items": prep.split.n_items, "n_train_samples": prep.split.n_samples},
-        "semantic": {"source": prep.semantic_source, "builder": prep.semantic_builder,
-                     "fingerprint": prep.semantic_fingerprint,
-                     "manifest": prep.semantic.manifest if prep.semantic is not None else None},
+        "semantic": semantic_used(cfg, prep),
         "alpha_applied": alpha, "beta_applied": beta, "ties": cfg.eval.ties,
         "metrics": {**valid, **test}, "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
         # the best epoch was the last one allowed: the trial was still improving when it was stopped

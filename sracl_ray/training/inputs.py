@@ -11,7 +11,7 @@ import torch
 
 from sracl_ray.config import Config
 from sracl_ray.semantic.artifact import SemanticArtifact
-from sracl_ray.semantic.units import build_units, sample_units, unit_histories
+from sracl_ray.semantic.units import sample_units
 from sracl_ray.training.prepare import Prepared, needs_semantic, prepare_inputs  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
@@ -77,9 +77,9 @@ class DeviceData:
         self.same_ptr, self.same_idx, self.same_pos = t(ptr), t(idx), t(pos)  # same_pos: slot in same_idx
         art, k = prep.semantic, cfg.cl.k
         if art is not None:
-            units = build_units(sp, art.granularity)
+            units, hist = prep.unit_inputs()
             self.unit = t(sample_units(sp, art.granularity))
-            self.unit_hist = t(unit_histories(sp, units))
+            self.unit_hist = t(hist)
             self.unit_emb = t(synthesis_inputs(art, cfg.semantic.normalize, prep.semantic_source))
             self.unit_nbrs = t(unit_pools(art, units, k, cfg.semantic.exclude_same_user))
             self.item_nbrs = t(art.item_nbrs[:, :k])

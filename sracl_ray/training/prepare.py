@@ -13,13 +13,15 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-from sracl_ray.config import Config, ConfigError, loss_weights
+from sracl_ray.config import Config, ConfigError, dataset_label, loss_weights
 from sracl_ray.data.dataset import InteractionData
+from sracl_ray.data.errors import DataFormatError
 from sracl_ray.data.readers import load_dataset
 from sracl_ray.data.split import Split, leave_one_out
 from sracl_ray.semantic.artifact import ArtifactError, SemanticArtifact, load_artifact
-from sracl_ray.semantic.units import build_units
+from sracl_ray.semantic.units import build_units, unit_histories
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +32,10 @@ class Prepared:
     split: Split
     semantic: SemanticArtifact | None
     semantic_source: str  # artifact path, or "none"
+    # the semantic units (semantic/units.py: unit, user, length, key) and their [U, L] histories, built
+    # once here and checked against the artifact's; None without an artifact
+    units: pd.DataFrame | None = None
+    unit_hist: np.ndarray | None = None
 
     @cached_property
     def semantic_fingerprint(self) -> str | None:
@@ -43,6 +49,14 @@ class Prepared:
             h.update(str((a.dtype, a.shape)).encode())
             h.update(np.ascontiguousarray(a).tobytes())
         return h.hexdigest()[:16]
+
+    def unit_inputs(self) -> tuple[pd.DataFrame, np.ndarray]:
+        """(units, [U, L] unit histories) for the artifact's granularity: the ones built with this
+        Prepared, or built now for one made without them (benchmarks)."""
+        if self.units is not None and self.unit_hist is not None:
+            return self.units, self.unit_hist
+        units = build_units(self.split, self.semantic.granularity)
+        return units, unit_histories(self.split, units)
 
     @property
     def semantic_builder(self) -> str:
@@ -62,8 +76,9 @@ def default_cache_dir(cfg: Config) -> Path:
     return Path(cfg.semantic.cache_dir or Path.cwd() / ".sracl_cache")
 
 
-def resolve_artifact(cfg: Config, data: InteractionData, split: Split) -> tuple[SemanticArtifact, str]:
-    """Load the configured artifact, or build/reuse the interim MiniLM one in the cache."""
+def resolve_artifact(cfg: Config, data: InteractionData, split: Split) -> tuple[SemanticArtifact, str, pd.DataFrame]:
+    """Load the configured artifact, or build/reuse the interim MiniLM one in the cache; -> (artifact,
+    its path, this split's units, checked equal to the artifact's)."""
     if cfg.semantic.artifact:
         path = Path(cfg.semantic.artifact)
         art = load_artifact(path)
@@ -77,17 +92,33 @@ def resolve_artifact(cfg: Config, data: InteractionData, split: Split) -> tuple[
     if not np.array_equal(art.units["key"].to_numpy(), units["key"].to_numpy()):
         raise ArtifactError(f"{Path(path) / 'units.parquet'}: its units do not match this dataset's training "
                             f"prefixes (built from other data, data.max_users or data.max_len)")
-    return art, str(path)
+    return art, str(path), units
+
+
+def check_trainable(data: InteractionData, split: Split, cfg: Config) -> None:
+    """A split with no training sample (or no user to evaluate) trains nothing: its metrics would be an
+    untrained model's, so it is an error naming the dataset and what it needs."""
+    among = f" (among the first {cfg.data.max_users} users, data.max_users)" if cfg.data.max_users else ""
+    where = data.source or dataset_label(cfg.data)
+    if split.n_users == 0:
+        raise DataFormatError(where, None, message=f"dataset {data.name!r} has no user to evaluate{among}")
+    if split.n_samples == 0:
+        longest = int(max(len(s) for s in data.sequences[1:]))
+        raise DataFormatError(where, None, message=(
+            f"dataset {data.name!r} has 0 training samples{among}: each of its {split.n_users} users has at most "
+            f"{longest} interactions, and leave-one-out keeps the last 2 for validation and test, so a training "
+            f"sample needs users with >= 4 interactions"))
 
 
 def prepare_inputs(cfg: Config) -> Prepared:
     """Dataset, leave-one-out split and (when the variant needs it) the semantic artifact."""
     data = load_dataset(cfg.data)
     split = leave_one_out(data, cfg.data.max_len)
+    check_trainable(data, split, cfg)
     if not needs_semantic(cfg):
         return Prepared(data, split, None, "none")
-    art, source = resolve_artifact(cfg, data, split)
-    return Prepared(data, split, art, source)
+    art, source, units = resolve_artifact(cfg, data, split)
+    return Prepared(data, split, art, source, units, unit_histories(split, units))
 
 
 def check_out_dir(out: str | Path) -> None:

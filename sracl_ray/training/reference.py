@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from sracl_ray.config import Config
 from sracl_ray.models.sracl import cs_loss, is_loss, loss_weights
 from sracl_ray.training.inputs import Prepared, synthesis_inputs
-from sracl_ray.semantic.units import build_units, sample_units, unit_histories
+from sracl_ray.semantic.units import sample_units
 
 
 class ReferenceDataset(Dataset):
@@ -28,7 +28,7 @@ class ReferenceDataset(Dataset):
         self.hist = [list(map(int, h)) for h in sp.sample_hist]
         self.target = [int(t) for t in sp.sample_target]
         self.unit = [int(u) for u in sample_units(sp, art.granularity)]
-        self.unit_hist = [list(map(int, h)) for h in unit_histories(sp, build_units(sp, art.granularity))]
+        self.unit_hist = [list(map(int, h)) for h in prep.unit_inputs()[1]]
         self.unit_nbrs = [list(map(int, r[:k])) for r in art.unit_nbrs]
         self.item_nbrs = [list(map(int, r[:k])) for r in art.item_nbrs]
         self.prob, self.rng = prob, random.Random(seed)

@@ -1,9 +1,14 @@
 """The harness of the table-driven bad-input tests: run the real `sracl-ray` CLI on one bad input.
 
-Every case runs `python -m sracl_ray.cli ARGS` in a fresh working directory that holds only the
-files the case wrote, and asserts what issue 9 asks of every user error: exit code 2, exactly
-one stderr line `sracl-ray: error: ...` that names the culprit (file, line or key), no
-traceback, and no file created or changed anywhere under the working directory.
+Every case runs the CLI (`sracl_ray.cli.main(ARGS)` in this process, or `python -m sracl_ray.cli
+ARGS` as a subprocess) in a fresh working directory that holds only the files the case wrote,
+and asserts what issue 9 asks of every user error: exit code 2, exactly one stderr line
+`sracl-ray: error: ...` that names the culprit (file, line or key), no traceback, and no file
+created or changed anywhere under the working directory.
+
+`cases_params(CASES)` runs each case in-process in the default tier (fast: no interpreter start,
+no re-import of numpy/pandas/pyarrow), the table's first case also as a real subprocess (the
+entry point itself), and every case as a subprocess in the `slow` tier.
 
 A case is a `Case(id, args, culprit, setup)`; `setup(tmp: Path)` writes the case's input files
 and may return extra words (e.g. a path) that the message must also contain.  Arguments may use
@@ -11,10 +16,13 @@ and may return extra words (e.g. a path) that the message must also contain.  Ar
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -43,20 +51,56 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return out
 
 
+CASE_ENV = {"SRACL_RAY_NUM_CPUS": "1", "TQDM_DISABLE": "1"}
+
+
 def run_cli(args: Sequence[str], cwd: Path, env: dict | None = None, timeout: float = 300
             ) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "SRACL_RAY_NUM_CPUS": "1", "TQDM_DISABLE": "1",
-                **(env or {})}
+    """The real entry point: `python -m sracl_ray.cli ARGS` in cwd."""
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), **CASE_ENV, **(env or {})}
     return subprocess.run([sys.executable, "-m", "sracl_ray.cli", *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
 
 
-def check_case(case: Case, tmp: Path) -> str:
+def run_inprocess(args: Sequence[str], cwd: Path, env: dict | None = None, timeout: float = 300):
+    """`sracl_ray.cli.main(ARGS)` in this process, in cwd with env added, stdout/stderr captured
+    (-> an object with returncode, stdout, stderr, like a CompletedProcess)."""
+    from sracl_ray import cli
+
+    old_cwd, old_env = os.getcwd(), dict(os.environ)
+    out, err = io.StringIO(), io.StringIO()
+    os.chdir(cwd)
+    os.environ.update({**CASE_ENV, **(env or {})})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.main(list(args))
+            except SystemExit as e:  # argparse usage errors exit
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        os.chdir(old_cwd)
+        os.environ.clear()
+        os.environ.update(old_env)
+    return SimpleNamespace(returncode=code, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def cases_params(cases: Sequence[Case]) -> list:
+    """pytest params (case, how): each case in-process; the first also as a subprocess (the entry point
+    itself); all as subprocesses in the slow tier."""
+    import pytest
+
+    params = [pytest.param(c, "inprocess", id=c.id) for c in cases]
+    params += [pytest.param(c, "subprocess", id=f"{c.id}-subprocess",
+                            marks=() if i == 0 else pytest.mark.slow) for i, c in enumerate(cases)]
+    return params
+
+
+def check_case(case: Case, tmp: Path, how: str = "inprocess") -> str:
     """Run one case in tmp and assert the issue-9 contract; returns the error line."""
     extra = case.setup(tmp) if case.setup else None
     before = snapshot(tmp)
     args = [a.replace("{tmp}", str(tmp)) for a in case.args]
-    proc = run_cli(args, tmp, case.env, case.timeout)
+    proc = (run_cli if how == "subprocess" else run_inprocess)(args, tmp, case.env, case.timeout)
     err_lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("sracl-ray: ")]
     context = f"\nargs: {args}\nexit {proc.returncode}\nstdout:\n{proc.stdout[-2000:]}\nstderr:\n{proc.stderr[-4000:]}"
     assert proc.returncode == case.code, f"{case.id}: expected exit {case.code}" + context

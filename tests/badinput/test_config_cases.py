@@ -70,6 +70,19 @@ CASES = [
     Case("experiment_base_typo", ["train", "--config", "{tmp}/exp.yaml", "--out", "{tmp}/run"],
          ["exp.yaml", "line 4", "epochz"],
          setup=lambda t: write(t / "exp.yaml", "name: t\nbase:\n  train:\n    epochz: 1\nsearch: {mode: grid}\n")),
+    # --- hostile YAML and values (issue 15): duplicate keys, anchor bombs, seeds
+    Case("duplicate_key_section", ["train", "--config", "{tmp}/c.yaml", "--out", "{tmp}/run"],
+         ["c.yaml", "line 3", "duplicate key 'train'", "first at line 1"],
+         setup=lambda t: write(t / "c.yaml", "train:\n  epochs: 1\ntrain:\n  lr: 0.1\n")),
+    Case("yaml_anchor_bomb", ["train", "--config", "{tmp}/c.yaml", "--out", "{tmp}/run"],
+         ["c.yaml", "line 1", "anchors and aliases", "refused"],
+         setup=lambda t: write(t / "c.yaml", "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+             f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+             for p, c in zip("abcdefgh", "bcdefghi")) + "data:\n  name: *i\n")),
+    Case("set_alias", ["train", "--out", "{tmp}/run", "--set", "data.name=&x [*x]"], ["--set", "data.name", "aliases"]),
+    Case("seed_beyond_int64", ["train", "--out", "{tmp}/run", "--set", "train.seed=99999999999999999999"],
+         ["train.seed", "out of range"]),
+    Case("seed_negative", ["train", "--out", "{tmp}/run", "--set", "train.seed=-1"], ["train.seed", "out of range"]),
     Case("out_is_file", ["train", "--out", "{tmp}/afile", *FAST], ["afile", "not a directory"],
          setup=lambda t: write(t / "afile", "x")),
     Case("usage_error", ["train"], ["--out"]),
@@ -83,6 +96,10 @@ CASES = [
          setup=lambda t: experiment(t, extra="mode: maximise\n")),
     Case("sweep_grid_alpha_inf", ["sweep", "run", "{tmp}/exp.yaml", "--storage", "{tmp}/s"], ["cl.alpha", "finite"],
          setup=lambda t: write(t / "exp.yaml", "name: t\nsearch:\n  mode: grid\n  grid: {cl.alpha: [0.1, .inf]}\n")),
+    Case("sweep_two_grid_keys", ["sweep", "run", "{tmp}/exp.yaml", "--storage", "{tmp}/s"],
+         ["exp.yaml", "line 5", "duplicate key 'grid'", "first at line 4"],
+         setup=lambda t: write(t / "exp.yaml", "name: t\nsearch:\n  mode: grid\n  grid: {cl.variant: [no_cl]}\n"
+                                              "  grid: {train.seed: [1]}\n")),
     Case("sweep_storage_is_file", ["sweep", "run", "{tmp}/exp.yaml", "--storage", "{tmp}/afile", "--num-cpus", "1"],
          ["afile", "not a directory"], setup=lambda t: (experiment(t), write(t / "afile", "x"))[1].name),
     Case("sweep_storage_has_finished", ["sweep", "run", "{tmp}/exp.yaml", "--storage", "{tmp}/s", "--num-cpus", "1"],

@@ -19,6 +19,7 @@ from tests.badinput.harness import Case, check_case
 PREPARE = ("prepare", "--out", "{tmp}/prep", "--set", "data.path={tmp}/d")
 TRAIN = ("train", "--out", "{tmp}/run", "--set", "data.path={tmp}/d", "--set", "cl.variant=no_cl",
          "--set", "train.epochs=1")
+FETCH = ("data", "fetch", "beauty", "--to", "{tmp}/afile", "--cache", "{tmp}/cache", "--base-url", "http://127.0.0.1:9")
 GOOD_TXT = "1 1\n1 2\n1 3\n2 2\n2 3\n2 4\n3 4\n3 5\n3 1\n"
 GOOD_ITEMS = "item_id\ttitle\n1\tRose oil\n2\tWig\n3\tComb\n4\tSoap\n5\tBrush\n"
 INTER_HEADER = "user_id:token\titem_id:token\ttimestamp:float\n"
@@ -107,6 +108,12 @@ CASES = [
     Case("unknown-domain", PREPARE + ("--set", "data.domain=books"), ["data.domain", "books"], paper(named=False)),
     Case("train-superscript-digit", TRAIN, ["Toy.txt", "line 2", "ASCII digits"], paper("1 1\n1 \u00b2\n1 3\n")),
     Case("train-all-users-short", TRAIN, ["Toy.txt", "leave-one-out needs 3"], paper("1 1\n1 2\n2 3\n2 4\n3 5\n")),
+    # every user has exactly 3 interactions: 0 training samples (before: exit 0 and an untrained model's HR@10)
+    Case("train-zero-training-samples", TRAIN, ["Toy.txt", "0 training samples", ">= 4 interactions"], paper()),
+    # --- data fetch: options and --to checked before any download (nothing listens on the base URL)
+    Case("fetch-timeout-nan", FETCH + ("--timeout", "nan"), ["--timeout", "finite"]),
+    Case("fetch-max-size-bogus", FETCH + ("--max-size", "lots"), ["--max-size", "500M"]),
+    Case("fetch-to-is-file", FETCH, ["afile", "not a directory"], lambda t: (t / "afile").write_text("x") and None),
 ]
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.badinput.harness import Case, check_case
+from tests.badinput.harness import Case, cases_params, check_case
 
 TRAIN = ["train", "--out", "{tmp}/run", "--set", "data.max_users=60", "--set", "train.epochs=1",
          "--set", "train.progress=false"]
@@ -41,6 +41,6 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_fidelity_input(case, tmp_path):
-    check_case(case, tmp_path)
+@pytest.mark.parametrize("case, how", cases_params(CASES))
+def test_bad_fidelity_input(case, how, tmp_path):
+    check_case(case, tmp_path, how)

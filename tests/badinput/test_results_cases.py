@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.badinput.harness import Case, check_case
+from tests.badinput.harness import Case, cases_params, check_case
 
 METRICS = ("test/hr@10", "test/hr@20", "test/ndcg@10", "test/ndcg@20")
 
@@ -124,6 +124,6 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
-def test_bad_results_input(case: Case, tmp_path: Path):
-    check_case(case, tmp_path)
+@pytest.mark.parametrize("case, how", cases_params(CASES))
+def test_bad_results_input(case: Case, how: str, tmp_path: Path):
+    check_case(case, tmp_path, how)

@@ -1,132 +1,35 @@
-"""`sracl-ray data fetch` against a loopback HTTP mirror of tiny fixture files (nothing real is downloaded)."""
+"""`sracl-ray data fetch` against a loopback HTTP mirror of tiny fixture files (nothing real is downloaded):
+the dataset it writes, its checks, and that DIR and the cache never keep a half or a refused file."""
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import hashlib
-import http.server
 import json
-import threading
-from pathlib import Path
-from urllib.parse import urlsplit
+import os
 
 import pytest
 
-from sracl_ray.cli import main
 from sracl_ray.config import DataConfig
-from sracl_ray.data import fetch
+from sracl_ray.data import download, fetch
 from sracl_ray.data.readers import load_dataset
-
-# Five users each review all five items (so the 5-core keeps everything).  Users sort U1..U5 and
-# U1's order fixes the item ids by first appearance: A=1 ... E=5.
-SEQS = {"U1": "ABCDE", "U2": "EDCBA", "U3": "CAEBD", "U4": "BDAEC", "U5": "DCEAB"}
-IDS = {a: i for i, a in enumerate("ABCDE", 1)}
-TITLES = {"A": "Argan Oil", "B": "Bath\tSalts", "C": "Curl &amp; Shine", "D": "Day Cream", "E": "Eyeliner"}
-
-
-def fixture_files() -> dict[str, bytes]:
-    """file name -> bytes: the release's Beauty.txt and the raw reviews_Beauty_5 + meta_Beauty dumps."""
-    reviews = [(u, a, 1000 * k + 10 * t) for k, (u, seq) in enumerate(SEQS.items()) for t, a in enumerate(seq)]
-    reviews.reverse()  # file order is not time order
-    release = "".join(f"{u} {IDS[a]}\n" for u, seq in enumerate(SEQS.values(), 1) for a in seq)
-    meta = [{"asin": a, "title": t, "brand": "Acme", "categories": [["Beauty", "Skin"]], "salesRank": {"Beauty": 7}}
-            for a, t in TITLES.items()] + [{"asin": "Z", "title": "never reviewed"}]
-    return {"Beauty.txt": release.encode(),
-            "reviews_Beauty_5.json.gz": gzip.compress("".join(
-                repr({"reviewerID": u, "asin": a, "unixReviewTime": t, "overall": 5.0}) + "\n"
-                for u, a, t in reviews).encode()),
-            "meta_Beauty.json.gz": gzip.compress("".join(repr(m) + "\n" for m in meta).encode())}
-
-
-def mirror_path(url: str) -> str:
-    """Where a mirror laid out as HOST/PATH keeps url (what `wget -x` writes)."""
-    parts = urlsplit(url)
-    return parts.netloc + parts.path
-
-
-class Mirror:
-    """http.server on 127.0.0.1:0 serving root; records request paths; can truncate or redirect a path."""
-
-    def __init__(self, root: Path):
-        self.requests: list[str] = []
-        self.truncate: set[str] = set()  # paths answered with a Content-Length 100 bytes too long
-        self.redirect: dict[str, str] = {}  # path -> Location of a 302
-        mirror = self
-
-        class Handler(http.server.SimpleHTTPRequestHandler):
-            def __init__(self, *a, **kw):
-                super().__init__(*a, directory=str(root), **kw)
-
-            def do_GET(self):
-                mirror.requests.append(self.path)
-                if self.path in mirror.redirect:
-                    self.send_response(302)
-                    self.send_header("Location", mirror.redirect[self.path])
-                    self.end_headers()
-                elif self.path in mirror.truncate:
-                    body = (root / self.path.lstrip("/")).read_bytes()
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(body) + 100))
-                    self.end_headers()
-                    self.wfile.write(body)
-                else:
-                    super().do_GET()
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.data.fetch_mirror import (IDS, SEQS, TITLES, fixture_files, leftovers, make_env, mirror_path,
+                                     one_line_error, reviews_gz)
 
 
 @pytest.fixture
 def env(tmp_path, monkeypatch):
-    """(mirror, spec, cache, to): the fixture files served at their real URLs' paths; beauty pinned to them."""
-    files = fixture_files()
-    real = fetch.DATASETS["beauty"]
-    release = files["Beauty.txt"]
-    spec = dataclasses.replace(real, interactions=dataclasses.replace(
-        real.interactions, size=len(release), sha256=hashlib.sha256(release).hexdigest()))
-    monkeypatch.setitem(fetch.DATASETS, "beauty", spec)
-    monkeypatch.delenv(fetch.ENV_BASE_URL, raising=False)
-    root = tmp_path / "mirror"
-    for src in (spec.interactions, spec.reviews, spec.meta):
-        dest = root / mirror_path(src.url)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        dest.write_bytes(files[src.file])
-    mirror = Mirror(root)
-    yield mirror, spec, tmp_path / "cache", tmp_path / "out"
-    mirror.close()
-
-
-def run(mirror: Mirror, cache: Path, to: Path, *extra: str) -> int:
-    return main(["data", "fetch", "beauty", "--to", str(to), "--cache", str(cache), *extra])
-
-
-def leftovers(*dirs: Path) -> list[str]:
-    """Every file under dirs whose name marks a temp/partial file."""
-    return [p.name for d in dirs if d.exists() for p in d.rglob("*") if p.name.startswith(".")]
-
-
-def one_line_error(capsys) -> str:
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("sracl-ray: error: ") and "\n" not in err, err
-    return err
+    e = make_env(tmp_path, monkeypatch)
+    yield e
+    e.mirror.close()
 
 
 def test_fetch_writes_a_loadable_paper_dir_and_a_rerun_downloads_nothing(env, monkeypatch, capsys):
-    mirror, spec, cache, to = env
+    mirror, spec, cache, to = env.mirror, env.spec, env.cache, env.to
     monkeypatch.setenv(fetch.ENV_BASE_URL, mirror.url)  # the first run reads the mirror from the env var
     for stale in (cache / ".meta_Beauty.json.gz.x1.tmp.json.gz", to / ".Beauty.txt.x2.tmp.txt"):
         stale.parent.mkdir(parents=True, exist_ok=True)
         stale.write_bytes(b"left by a killed run")
-    assert run(mirror, cache, to) == 0
+    assert env.run(base=False) == 0
     assert sorted(p.name for p in to.iterdir()) == ["Beauty.txt", "PROVENANCE.json", "items.tsv"]
     assert (to / "Beauty.txt").read_bytes() == fixture_files()["Beauty.txt"]
     data = load_dataset(DataConfig(path=str(to), format="paper"))
@@ -144,100 +47,176 @@ def test_fetch_writes_a_loadable_paper_dir_and_a_rerun_downloads_nothing(env, mo
 
     before = (to / "PROVENANCE.json").read_text()
     monkeypatch.delenv(fetch.ENV_BASE_URL)
-    assert run(mirror, cache, to, "--base-url", mirror.url + "/") == 0
+    assert main_with_base(env, mirror.url + "/") == 0
     assert len(mirror.requests) == 3  # every file already there and matching: nothing downloaded
     assert (to / "PROVENANCE.json").read_text() == before
-    assert leftovers(cache, to) == []
+    assert leftovers(cache, to) == [] and not build_dirs(env)
+
+
+def main_with_base(env, base: str) -> int:
+    from sracl_ray.cli import main
+
+    return main(["data", "fetch", "beauty", "--to", str(env.to), "--cache", str(env.cache), "--base-url", base])
+
+
+def build_dirs(env) -> list[str]:
+    """The hidden build/old directories of a fetch into env.to left beside it."""
+    return [p.name for p in env.to.parent.iterdir() if p.name.startswith(f".{env.to.name}.")]
 
 
 def test_a_404_is_one_line_naming_the_url_and_leaves_no_file(env, capsys):
-    mirror, spec, cache, to = env
-    missing = f"{mirror.url}/{mirror_path(spec.meta.url)}"
-    (cache.parent / "mirror" / mirror_path(spec.meta.url)).unlink()
-    assert run(mirror, cache, to, "--base-url", mirror.url) == 2
+    missing = f"{env.mirror.url}/{mirror_path(env.spec.meta.url)}"
+    (env.mirror.root / mirror_path(env.spec.meta.url)).unlink()
+    assert env.run() == 2
     err = one_line_error(capsys)
     assert missing in err and "HTTP 404" in err
-    assert not (cache / "meta_Beauty.json.gz").exists() and not to.exists()
-    assert leftovers(cache) == []
+    assert not (env.cache / "meta_Beauty.json.gz").exists() and not env.to.exists()
+    assert leftovers(env.cache) == [] and not build_dirs(env)
 
 
 @pytest.mark.parametrize("pin, expected", [("size", "bytes, expected 999"), ("sha256", "sha256")])
-def test_a_checksum_mismatch_is_refused(env, monkeypatch, capsys, pin, expected):
-    mirror, spec, cache, to = env
+def test_a_checksum_mismatch_is_refused_and_nothing_is_cached(env, monkeypatch, capsys, pin, expected):
     wrong = {"size": 999} if pin == "size" else {"sha256": "0" * 64}
     monkeypatch.setitem(fetch.DATASETS, "beauty", dataclasses.replace(
-        spec, interactions=dataclasses.replace(spec.interactions, **wrong)))
-    assert run(mirror, cache, to, "--base-url", mirror.url) == 2
+        env.spec, interactions=dataclasses.replace(env.spec.interactions, **wrong)))
+    assert env.run() == 2
     err = one_line_error(capsys)
-    assert "download refused" in err and expected in err and mirror_path(spec.interactions.url) in err
-    assert not (cache / "Beauty.txt").exists() and not to.exists() and leftovers(cache) == []
+    assert "download refused" in err and expected in err and mirror_path(env.spec.interactions.url) in err
+    assert download.NOT_KEPT in err  # the message says what became of the refused file
+    assert not (env.cache / "Beauty.txt").exists() and not env.to.exists() and leftovers(env.cache) == []
 
 
 def test_the_real_pins_refuse_a_mirror_serving_other_bytes(env, monkeypatch, capsys):
-    mirror, spec, cache, to = env
     monkeypatch.undo()  # the registry's own size/sha256 of the release file
-    assert run(mirror, cache, to, "--base-url", mirror.url) == 2
+    assert env.run() == 2
     assert f"expected {fetch.DATASETS['beauty'].interactions.size}" in one_line_error(capsys)
-    assert not (cache / "Beauty.txt").exists()
+    assert not (env.cache / "Beauty.txt").exists()
+
+
+def test_a_cached_file_that_fails_its_pin_is_removed_and_fetched_again(env, capsys):
+    env.cache.mkdir()
+    (env.cache / "Beauty.txt").write_bytes(b"1 1\n1 2\n1 3\n")  # a forged or damaged earlier download
+    assert env.run() == 0
+    assert (env.cache / "Beauty.txt").read_bytes() == fixture_files()["Beauty.txt"]
+    assert "/" + mirror_path(env.spec.interactions.url) in env.mirror.requests
 
 
 @pytest.mark.parametrize("how", ["short_body", "broken_gzip"])
 def test_a_truncated_download_is_refused(env, capsys, how):
-    mirror, spec, cache, to = env
-    path = "/" + mirror_path(spec.meta.url)
+    path = "/" + mirror_path(env.spec.meta.url)
     if how == "short_body":
-        mirror.truncate.add(path)  # the server promises 100 bytes more than it sends
+        env.mirror.truncate.add(path)  # the server promises 100 bytes more than it sends
     else:
-        served = cache.parent / "mirror" / path.lstrip("/")
+        served = env.mirror.root / path.lstrip("/")
         served.write_bytes(served.read_bytes()[:-30])  # a complete HTTP response of a cut-off gzip file
-    assert run(mirror, cache, to, "--base-url", mirror.url) == 2
+    assert env.run() == 2
     err = one_line_error(capsys)
     assert ("truncated" if how == "short_body" else "not a complete gzip file") in err and path in err
-    assert not (cache / "meta_Beauty.json.gz").exists() and not to.exists() and leftovers(cache) == []
+    assert not (env.cache / "meta_Beauty.json.gz").exists() and not env.to.exists() and leftovers(env.cache) == []
 
 
 def test_non_http_urls_are_refused(env, monkeypatch, capsys):
-    mirror, spec, cache, to = env
-    assert run(mirror, cache, to, "--base-url", "file:///etc") == 2
+    assert env.run("--base-url", "file:///etc", base=False) == 2
     assert "--base-url: file:///etc: only http(s) URLs" in one_line_error(capsys)
     monkeypatch.setenv(fetch.ENV_BASE_URL, "ftp://127.0.0.1/pub")
-    assert run(mirror, cache, to) == 2
+    assert env.run(base=False) == 2
     assert f"{fetch.ENV_BASE_URL}: ftp://127.0.0.1/pub: only http(s)" in one_line_error(capsys)
     monkeypatch.delenv(fetch.ENV_BASE_URL)
-    path = "/" + mirror_path(spec.interactions.url)
-    mirror.redirect[path] = "ftp://127.0.0.1/Beauty.txt"  # a redirect may not leave http(s) either
-    assert run(mirror, cache, to, "--base-url", mirror.url) == 2
+    path = "/" + mirror_path(env.spec.interactions.url)
+    env.mirror.redirect[path] = "ftp://127.0.0.1/Beauty.txt"  # a redirect may not leave http(s) either
+    assert env.run() == 2
     assert "redirect from" in (err := one_line_error(capsys)) and "ftp://127.0.0.1/Beauty.txt" in err
-    assert not cache.exists() or not any(cache.iterdir())
+    assert not env.cache.exists() or not any(env.cache.iterdir())
 
 
 def test_ctrl_c_mid_download_leaves_no_partial_file(env, monkeypatch):
-    mirror, spec, cache, to = env
-
     def interrupted(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(fetch, "check_gzip", interrupted)  # Ctrl-C after the bytes arrived, before the rename
+    monkeypatch.setattr(download, "check_gzip", interrupted)  # Ctrl-C after the bytes arrived, before the rename
     with pytest.raises(KeyboardInterrupt):
-        fetch.fetch_dataset("beauty", to, mirror.url, cache)
-    assert sorted(p.name for p in cache.iterdir()) == ["Beauty.txt"] and not to.exists()
+        fetch.fetch_dataset("beauty", env.to, env.mirror.url, env.cache)
+    assert sorted(p.name for p in env.cache.iterdir()) == ["Beauty.txt"] and not env.to.exists()
 
 
-def test_ids_that_differ_from_the_release_write_no_items(env, monkeypatch, capsys):
-    mirror, spec, cache, to = env
-    lines = fixture_files()["Beauty.txt"].decode().splitlines(keepends=True)
-    other = "".join([lines[1], lines[0], *lines[2:]]).encode()  # user 1's first two items swapped
-    (cache.parent / "mirror" / mirror_path(spec.interactions.url)).write_bytes(other)
-    monkeypatch.setitem(fetch.DATASETS, "beauty", dataclasses.replace(spec, interactions=dataclasses.replace(
-        spec.interactions, size=len(other), sha256=hashlib.sha256(other).hexdigest())))
-    assert run(mirror, cache, to, "--base-url", mirror.url) == 2
-    assert "rebuilt ids differ from Beauty.txt" in one_line_error(capsys)
-    assert not (to / "items.tsv").exists() and not (to / "PROVENANCE.json").exists()
+def test_a_forged_dump_is_removed_from_the_cache_and_leaves_no_half_dataset(env, capsys):
+    """The issue's case: reviews whose rebuilt ids differ from the release's.  Before: DIR kept Beauty.txt
+    alone and the forged file stayed cached, reused by every rerun."""
+    forged = {**SEQS, "U1": "BACDE"}  # user 1's first two items swapped: ids A and B trade places
+    path = env.mirror.serve(env.spec.reviews.url, reviews_gz(forged))
+    assert env.run() == 2
+    err = one_line_error(capsys)
+    cached = env.cache / "reviews_Beauty_5.json.gz"
+    assert "rebuilt ids differ from Beauty.txt" in err and f"removed {cached} from the download cache" in err
+    assert not env.to.exists() and not build_dirs(env)  # nothing of the dataset appeared in --to
+    assert not cached.exists() and sorted(p.name for p in env.cache.iterdir()) == ["Beauty.txt", "meta_Beauty.json.gz"]
+
+    env.mirror.serve(env.spec.reviews.url, fixture_files()["reviews_Beauty_5.json.gz"])  # the mirror is fixed
+    assert env.run() == 0
+    assert env.mirror.requests.count(path) == 2  # downloaded again, not reused
+    assert sorted(p.name for p in env.to.iterdir()) == ["Beauty.txt", "PROVENANCE.json", "items.tsv"]
+
+
+def test_a_crash_while_building_leaves_the_earlier_dataset_whole(env, monkeypatch, capsys):
+    assert env.run() == 0
+    before = {p.name: p.read_bytes() for p in env.to.iterdir()}
+    (env.to / "items.tsv").write_text("item_id\ttitle\n")  # damaged: the dataset is no longer up to date
+    before["items.tsv"] = b"item_id\ttitle\n"
+
+    def crash(*args):
+        raise KeyboardInterrupt  # killed after Beauty.txt was written into the build directory
+
+    real = fetch.write_items_tsv
+    monkeypatch.setattr(fetch, "write_items_tsv", crash)
+    with pytest.raises(KeyboardInterrupt):
+        fetch.fetch_dataset("beauty", env.to, env.mirror.url, env.cache)
+    assert {p.name: p.read_bytes() for p in env.to.iterdir()} == before and not build_dirs(env)
+    monkeypatch.setattr(fetch, "write_items_tsv", real)
+    assert env.run() == 0  # a rerun rebuilds it whole
+    assert (env.to / "items.tsv").read_text().count("\n") == 6 and not build_dirs(env)
+
+
+def test_a_build_dir_left_by_a_killed_run_is_removed(env):
+    stale = env.to.parent / f".{env.to.name}{fetch.BUILD_TAG}999999999-abc.tmp"  # no such pid
+    stale.mkdir()
+    (stale / "Beauty.txt").write_text("1 1\n")
+    assert env.run() == 0 and not stale.exists()
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_the_dataset_follows_the_umask(env, mask):
+    old = os.umask(mask)
+    try:
+        assert env.run() == 0
+    finally:
+        os.umask(old)
+    assert env.to.stat().st_mode & 0o777 == 0o777 & ~mask
+    assert {p.name: p.stat().st_mode & 0o777 for p in env.to.iterdir()} == dict.fromkeys(
+        ["Beauty.txt", "PROVENANCE.json", "items.tsv"], 0o666 & ~mask)
+    assert {p.stat().st_mode & 0o777 for p in env.cache.iterdir()} == {0o666 & ~mask}
 
 
 def test_a_dir_holding_another_dataset_is_refused(env, capsys):
-    mirror, spec, cache, to = env
-    to.mkdir()
-    (to / "Office.txt").write_text("1 1\n")
-    assert run(mirror, cache, to, "--base-url", mirror.url) == 2
-    assert "already holds Office.txt" in one_line_error(capsys) and mirror.requests == []
+    env.to.mkdir()
+    (env.to / "Office.txt").write_text("1 1\n")
+    assert env.run() == 2
+    assert "already holds Office.txt" in one_line_error(capsys) and env.mirror.requests == []
+
+
+@pytest.mark.parametrize("kind", ["file", "foreign_files", "parent_is_file"])
+def test_a_to_that_cannot_hold_the_dataset_is_refused_before_any_download(env, capsys, kind):
+    if kind == "file":
+        env.to.write_text("x")
+        expected = "exists and is not a directory"
+    elif kind == "foreign_files":
+        env.to.mkdir()
+        (env.to / "notes.md").write_text("mine")
+        expected = "holds files data fetch did not write (notes.md)"
+    else:
+        (env.to.parent / "afile").write_text("x")
+        env.to = env.to.parent / "afile" / "beauty"
+        expected = "is not a directory"
+    assert env.run() == 2
+    err = one_line_error(capsys)
+    assert expected in err and str(env.to) in err
+    assert env.mirror.requests == [] and not env.cache.exists()

@@ -10,6 +10,8 @@ import threading
 
 import pytest
 
+from sracl_ray.semantic.backends import PROBE_PROMPT
+
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -28,10 +30,12 @@ def ray_local():
 
 class LoopbackChat:
     """An aiohttp /v1/chat/completions on 127.0.0.1 (a free port) in its own thread; subclasses
-    give `answer(body, prompt)`.  Requests are counted per prompt (the last message) on arrival."""
+    give `answer(body, prompt)`.  Requests are counted per prompt (the last message) on arrival;
+    the stage's endpoint probe (backends.PROBE_PROMPT) is counted apart, in `probes`."""
 
     def __init__(self):
         self.calls: collections.Counter[str] = collections.Counter()
+        self.probes = 0
         self.loop = asyncio.new_event_loop()
         self.port = 0
         ready = threading.Event()
@@ -52,7 +56,10 @@ class LoopbackChat:
         async def chat(request: web.Request) -> web.Response:
             body = await request.json()
             prompt = body["messages"][-1]["content"]
-            self.calls[prompt] += 1
+            if prompt == PROBE_PROMPT:
+                self.probes += 1
+            else:
+                self.calls[prompt] += 1
             return await self.answer(request, body, prompt)
 
         async def start() -> None:

@@ -1,6 +1,5 @@
 """Neighbour composition (same-user / longer same-user shares) and pools without the same user."""
 import numpy as np
-import pandas as pd
 import pytest
 
 from sracl_ray.errors import UserError
@@ -160,13 +159,54 @@ def test_neighbours_stats_command(small_split_artifact, tmp_path, capsys):
     save_artifact(tmp_path / "a", art)
     assert main(["neighbours", "--stats", str(tmp_path / "a")]) == 0
     out = capsys.readouterr().out
-    assert "stored in its manifest" in out and "same user" in out and "k=10" in out
+    assert "matching its manifest" in out and "same user" in out and "k=10" in out
     bare = SemanticArtifact(**{**art.__dict__, "manifest": {"stage": "old", "settings": {"granularity": "prefix"}}})
     save_artifact(tmp_path / "b", bare)
     assert main(["neighbours", "--stats", str(tmp_path / "b")]) == 0
     out2 = capsys.readouterr().out
-    assert "computed now" in out2
+    assert "its manifest has no record" in out2
     assert out2.splitlines()[1:] == out.splitlines()[1:]  # the same table either way
+
+
+def test_neighbours_stats_recomputes_a_tampered_or_foreign_artifact(small_split_artifact, tmp_path, capsys):
+    """A neighbour table replaced after the build (0% same-user), or a foreign `composition` block:
+    the printed numbers come from the arrays, and a warning names the manifest."""
+    from sracl_ray.cli import main
+    from sracl_ray.semantic.artifact import save_artifact
+    from sracl_ray.semantic.composition import composition_of
+
+    art, _ = small_split_artifact
+    save_artifact(tmp_path / "a", art)
+    users = art.units["user"].to_numpy()
+    other = np.array([[j for j in np.flatnonzero(users != users[i])[:art.unit_nbrs.shape[1]]]
+                      for i in range(len(users))], np.int64)  # every neighbour another user's unit
+    np.save(tmp_path / "a" / "unit_nbrs.npy", other)
+    assert composition_of(art.unit_nbrs, art.units)["by_k"][2]["same_user"] > 0  # the original had some
+    assert main(["neighbours", "--stats", str(tmp_path / "a")]) == 0
+    cap = capsys.readouterr()
+    k10 = next(line for line in cap.out.splitlines() if line.split()[:1] == ["10"])
+    assert k10.split()[1] == "0.0%" and "disagrees and is ignored" in cap.out
+    assert "manifest.json: its manifest says same_user" in cap.err and "the arrays give 0.0%" in cap.err
+    for foreign in ({"by_k": "x"}, "a string", {"units": 3}, [1, 2]):
+        save_artifact(tmp_path / "f", type(art)(**{**art.__dict__, "manifest": {**art.manifest, "composition": foreign}}))
+        assert main(["neighbours", "--stats", str(tmp_path / "f")]) == 0
+        cap = capsys.readouterr()
+        assert "not one this version wrote" in cap.err and len(cap.err.strip().splitlines()) == 1
+
+
+def test_neighbours_stats_refuses_string_user_ids(small_split_artifact, tmp_path, capsys):
+    import pandas as pd
+
+    from sracl_ray.cli import main
+    from sracl_ray.semantic.artifact import save_artifact
+
+    art, _ = small_split_artifact
+    save_artifact(tmp_path / "a", art)
+    units = pd.read_parquet(tmp_path / "a" / "units.parquet")
+    units.assign(user=units["user"].astype(str)).to_parquet(tmp_path / "a" / "units.parquet", index=False)
+    assert main(["neighbours", "--stats", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sracl-ray: error:") and "units.parquet: column 'user' must hold integers" in err
 
 
 def test_pipeline_neighbours_stage_stores_the_composition(tmp_path):

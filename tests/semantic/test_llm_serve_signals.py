@@ -229,6 +229,21 @@ def test_interpreter_exit_stops_a_forgotten_server(tmp_path, fake_engine):
         cleanup(proc, pids)
 
 
+def test_kill_9_of_llm_serve_takes_its_server_down(tmp_path, fake_engine):
+    """SIGKILL runs no handler, finally or atexit: the server still stops (PR_SET_PDEATHSIG) and
+    its port is free again."""
+    port = free_port()
+    proc = spawn(fake_cli(tmp_path, fake_engine, port, "serve"))
+    pids = read_pids(tmp_path / "pids")
+    try:
+        assert wait_until(lambda: srv.port_in_use("127.0.0.1", port), 30), "the fake server never listened"
+        os.kill(proc.pid, signal.SIGKILL)
+        assert wait_until(lambda: not running(pids[0]), 15), "the server outlived a SIGKILLed llm serve"
+        assert wait_until(lambda: not srv.port_in_use("127.0.0.1", port), 15)
+    finally:
+        cleanup(proc, pids)
+
+
 # ---------------------------------------------------------------- the real llama.cpp server
 
 

@@ -292,3 +292,26 @@ def test_cli_never_stores_or_prints_the_key(leaky_server, ray_tmp, tmp_path):
         assert line and "failed" in line[0] and "HTTP 401" in embed.stderr, embed.stderr[-3000:]
     assert any(ray_tmp.rglob("raylet.out")), "Ray did not use RAY_TMPDIR: its logs were not searched"
     check_written(leaky_server, key, [out, ray_tmp])
+
+
+KEY = "sk-proj-ABCDEFGHIJKLMNOPQRSTUV123"
+
+
+@pytest.mark.parametrize("body", [
+    "echo: " + KEY[:10] + "\n   " + KEY[10:],  # wrapped across lines
+    "echo: " + "".join(f"&#{ord(c)};" for c in KEY),  # HTML character references
+    '{"echo": "' + "".join(f"\\u{ord(c):04x}" for c in KEY) + '"}',  # JSON \\u escapes
+    "echo: '" + KEY[:8] + "' + '" + KEY[8:] + "'",  # quoted and concatenated
+    "echo: " + "".join(f"%{ord(c):02X}" for c in KEY),  # fully %-encoded
+    "echo: " + "%2525".join([KEY[:5], KEY[5:]]).replace("%2525", ""),  # plain, as a control
+])
+def test_scrub_sees_through_every_decoding(body):
+    clean = scrub(body, [KEY])
+    assert KEY not in clean and KEY[8:] not in clean and "ABCDEFGHIJ" not in clean
+
+
+def test_scrub_replaces_values_never_variable_names():
+    assert scrub("no API key in $OPENAI_API_KEY: requests carry no header") == \
+        "no API key in $OPENAI_API_KEY: requests carry no header"
+    assert scrub("set ${HF_TOKEN}=x first") == "set ${HF_TOKEN}=x first"
+    assert scrub("OPENAI_API_KEY=abcdefgh123 api_key: zzz") == "OPENAI_API_KEY=*** api_key: ***"

@@ -1,7 +1,7 @@
-"""Fixtures for the sweep platform tests: a local 2-CPU Ray, a fast real engine setup.
+"""Fixtures for the sweep platform tests: a fast real engine setup.
 
-Ray workers import the test engines (sweep_fakes) by module name, so this folder goes on
-PYTHONPATH before Ray starts (local workers inherit the driver's environment).
+The local Ray and the PYTHONPATH entry that lets Ray workers import the test engines (sweep_fakes)
+are in tests/conftest.py.
 """
 from __future__ import annotations
 
@@ -12,22 +12,9 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
+if str(HERE) not in sys.path:  # `import sweep_fakes` in this folder's tests
     sys.path.insert(0, str(HERE))
-os.environ["PYTHONPATH"] = os.pathsep.join([str(HERE), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))])
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-
-
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray per test module (2 CPUs: the machine is shared)."""
-    import ray
-
-    from sracl_ray.sweeps.runner import init_ray
-
-    init_ray(num_cpus=2)
-    yield
-    ray.shutdown()
 
 
 USERS = 40  # packaged-sample slice for real-engine sweeps (about 230 training prefixes)

@@ -7,13 +7,13 @@ node pulls the checkpoint back from the bucket) is in test_multinode_slow.py.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 from sracl_ray import storage as S
+from sracl_ray.results import store
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "tests"))
@@ -44,13 +44,13 @@ def test_storage_primitives_and_local_view_on_s3(s3, tmp_path):
     with pytest.raises(FileNotFoundError):
         S.read_text(S.join(root, "absent.json"))
 
-    view = S.local_view(root, cache=tmp_path / "view")
+    view = store.local_view(root, cache=tmp_path / "view")
     got = sorted(p.relative_to(view).as_posix() for p in view.rglob("*") if p.is_file())
     assert got == ["results/trial-t1.parquet", "sweep.json", "trials/t1/ranks.parquet"]  # no state, no weights
     stamp = (view / "sweep.json").stat().st_mtime_ns
     S.delete(S.join(root, "results", "trial-t1.parquet"))
     S.write_bytes(S.join(root, "results", "trial-t2.parquet"), b"row2")
-    S.local_view(root, cache=tmp_path / "view")
+    store.local_view(root, cache=tmp_path / "view")
     assert (view / "sweep.json").stat().st_mtime_ns == stamp  # unchanged: not fetched again
     assert not (view / "results" / "trial-t1.parquet").exists()  # gone from the store: gone from the view
     assert (view / "results" / "trial-t2.parquet").read_bytes() == b"row2"
@@ -63,7 +63,7 @@ def test_storage_primitives_and_local_view_on_s3(s3, tmp_path):
         S.filesystem("nosuchfs://bucket/x")
     empty = S.normalise(s3.bucket("sracl-empty") + "/x")
     with pytest.raises(S.StorageError, match="results store is empty"):
-        S.local_view(empty, cache=tmp_path / "empty")
+        store.local_view(empty, cache=tmp_path / "empty")
 
 
 def test_trial_files_keep_one_checkpoint_in_the_bucket_and_pull_it_on_another_node(s3, tmp_path, monkeypatch):
@@ -114,6 +114,29 @@ def test_data_path_may_be_a_storage_uri(s3, tmp_path, monkeypatch):
     assert remote.interactions.equals(local.interactions)
     with pytest.raises(S.StorageError, match="no files there"):
         load_dataset(load(None, [f"data.path={uri}-missing"]).data)
+
+
+def test_every_semantic_stage_reads_a_data_path_uri(s3, tmp_path, monkeypatch, capsys):
+    """prepare and semantic (which runs summarize, embed and neighbours on prepare's output) read
+    data.path=s3://... through the same function as train: the same dataset, the same fingerprint."""
+    from sracl_ray import cli
+    from sracl_ray.data.readers import SAMPLE_DIR
+    from sracl_ray.manifest import read_manifest
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    uri = s3.bucket("sracl-stages") + "/datasets/" + SAMPLE_DIR.name
+    S.upload_dir(SAMPLE_DIR, uri)
+    common = ["--set", "data.max_users=30", "--no-progress"]
+    assert cli.main(["prepare", "--set", f"data.path={SAMPLE_DIR}", *common, "--out", str(tmp_path / "local")]) == 0
+    assert cli.main(["prepare", "--set", f"data.path={uri}", *common, "--out", str(tmp_path / "remote")]) == 0
+    local = read_manifest(tmp_path / "local" / "prepared")["dataset"]
+    remote = read_manifest(tmp_path / "remote" / "prepared")["dataset"]
+    assert remote == local and (tmp_path / "remote" / "prepared" / "split").is_dir()
+    assert not Path("s3:").exists()  # never the relative path "s3:/bucket/..."
+    assert cli.main(["semantic", "--set", f"data.path={uri}", "--set", "summary.backend=raw", *common,
+                     "--out", str(tmp_path / "sem")]) == 0
+    assert (tmp_path / "sem" / "artifact").is_dir()
+    capsys.readouterr()
 
 
 def test_shared_storage_check_names_every_node_that_does_not_share(tmp_path):

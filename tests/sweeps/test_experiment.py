@@ -42,7 +42,7 @@ def test_good_file_and_grid(tmp_path):
 @pytest.mark.parametrize("old,new,expect", [
     ("train: {epochs: 2}", "train: {epochs: 2, sead: 1}", r"line 4: .*base\.train: unknown key 'sead'; did you mean 'seed'"),
     ("train: {epochs: 2}", "train: {epochs: 0}", r"base\.train\.epochs: must be >= 1"),
-    ("search:", "serach:", r"line 5: serach: unknown key; did you mean 'search'"),
+    ("search:", "serach:", r"line 5: unknown key 'serach'; did you mean 'search'"),
     ("cl.variant: [full, no_cl]", "cl.varaint: [full, no_cl]", r"line 8: search\.grid\.cl\.varaint: .*did you mean 'cl\.variant'"),
     ("cl.variant: [full, no_cl]", "cl.variant: [full, no_ci]", r"search\.grid point .*no_ci.*cl\.variant: must be one of"),
     ("cl.variant: [full, no_cl]", "cl.alpha: [0.1, -0.5]", r"cl\.alpha: must be >= 0"),
@@ -50,7 +50,7 @@ def test_good_file_and_grid(tmp_path):
     ("metric: valid/ndcg@20", "metric: test/ndcg@20", r"line 10: metric: must be a validation metric .*never tune or select on test"),
     ("resources: {cpus: 1, gpus: 0.25}", "resources: {cpus: 0, gpus: 0.25}", r"resources\.cpus: must be > 0"),
     ("resources: {cpus: 1, gpus: 0.25}", "resources: {cpus: 1, gpus: 1.5}", r"resources\.gpus: must be a fraction"),
-    ("resources: {cpus: 1, gpus: 0.25}", "resources: {cpu: 1}", r"resources\.cpu: unknown key; did you mean 'cpus'"),
+    ("resources: {cpus: 1, gpus: 0.25}", "resources: {cpu: 1}", r"resources: unknown key 'cpu'; did you mean 'cpus'"),
     ("mode: grid", "mode: random", r"search\.mode: must be grid or optuna"),
     ("name: t", "name: a b", r"name: needs a name"),
 ])

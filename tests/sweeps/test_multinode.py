@@ -69,9 +69,12 @@ def start_cluster(tmp: Path, env: dict) -> dict:
 
 
 @contextmanager
-def loopback_cluster(env: dict, head_cpus: int = 1, workers: int = 2, node_env=None, system_config=None):
+def loopback_cluster(env: dict, head_cpus: int = 1, workers: int = 2, node_env=None, system_config=None,
+                     connect: bool = True):
     """A head plus `workers` 1-CPU nodes, all on 127.0.0.1 in a private RAY_TMPDIR, this process
-    connected to it; yields (cluster, tmp).  node_env(i) -> extra env the i-th worker starts with."""
+    connected to it (unless `connect` is false: then it is a Ray already running on this machine,
+    as `ray up` leaves one on a head node); yields (cluster, tmp).  node_env(i) -> extra env the
+    i-th worker starts with."""
     import ray
     from ray.cluster_utils import Cluster
 
@@ -83,7 +86,8 @@ def loopback_cluster(env: dict, head_cpus: int = 1, workers: int = 2, node_env=N
     try:
         for i in range(workers):
             add_node(cluster, **(node_env(i) if node_env else {}))
-        ray.init(address=cluster.address, logging_level=logging.WARNING)
+        if connect:
+            ray.init(address=cluster.address, logging_level=logging.WARNING)
         yield cluster, tmp
     finally:
         ray.shutdown()

@@ -21,7 +21,8 @@ def test_real_sweep_four_trials(local_ray, real_base, tmp_path):
     exp = E.from_dict({
         "name": "real", "base": real_base, "metric": "valid/ndcg@20", "max_failures": 0,
         "search": {"mode": "grid", "grid": {"cl.variant": ["full", "no_cl"], "train.seed": [1, 2]}},
-        "resources": {"cpus": 1, "gpus": 0.5},  # no GPU here: falls back to CPU-only trials
+        # no GPU here: falls back to CPU-only trials (at once: the GPU wait is covered in test_multinode)
+        "resources": {"cpus": 1, "gpus": 0.5, "gpu_wait_s": 0},
     })
     lines: list[str] = []
     out = runner.run_sweep(exp, tmp_path / "s", engine=sweep_fakes.real_counting_engine(), write=lines.append)
@@ -64,7 +65,8 @@ def test_failing_trial_is_retried_from_its_last_epoch(local_ray, real_base, tmp_
     base = C.merge(real_base, {"train": {"epochs": 2, "patience": 5}})
     exp = E.from_dict({"name": "retry", "base": base, "max_failures": 2,
                        "search": {"mode": "grid", "grid": {"train.seed": [1, 2]}}})
-    out = runner.run_sweep(exp, storage, engine=sweep_fakes.real_counting_engine())
+    # the storage holds a file that is not a sweep's (the failure switch): --overwrite lets it in, keeping it
+    out = runner.run_sweep(exp, storage, engine=sweep_fakes.real_counting_engine(), overwrite=True)
     assert (out.n_finished, out.n_errored) == (2, 0)
     df = S.read_store(storage)
     assert len(df) == 2 and df["trial_id"].is_unique and (df["epochs_run"] == 2).all()
@@ -73,19 +75,23 @@ def test_failing_trial_is_retried_from_its_last_epoch(local_ray, real_base, tmp_
         assert sweep_fakes.fit_calls(trial) == [0, 1]  # the retry resumed after epoch 1
 
 
-def test_trial_beyond_max_failures_errors_and_resume_retries(local_ray, tmp_path):
+def test_trial_beyond_max_failures_errored_row_then_resume_retries(local_ray, tmp_path):
     storage = tmp_path / "s"
     storage.mkdir()
     (storage / "FAIL_ONCE").write_text("x")
     exp = E.from_dict({"name": "err", "base": {"train": {"epochs": 2}}, "max_failures": 0,
                        "search": {"mode": "grid", "grid": {"train.seed": [1, 2]}}})
-    out = runner.run_sweep(exp, storage, engine=sweep_fakes.fake_engine())
+    out = runner.run_sweep(exp, storage, engine=sweep_fakes.fake_engine(), overwrite=True)
     assert (out.n_finished, out.n_errored, out.ok) == (0, 2, False)
-    assert not S.store_files(storage)
+    # every errored trial ends as a row: status, the error's one line, the node it ran on
+    df = S.read_store(storage)
+    assert sorted(df["status"]) == ["errored", "errored"] and df["node_id"].notna().all()
+    assert all("injected failure (FAIL_ONCE)" in e for e in df["error"]), df["error"].tolist()
+    assert df["test/ndcg@20"].isna().all() if "test/ndcg@20" in df.columns else True
     out = runner.resume_sweep(storage, engine=sweep_fakes.fake_engine())  # errored trials resume
     assert (out.n_finished, out.n_errored) == (2, 0)
     df = S.read_store(storage)
-    assert len(df) == 2
+    assert len(df) == 2 and (df["status"] == "ok").all()  # the retry's ok row replaced the errored one
     for trial in (storage / "trials").iterdir():
         assert sweep_fakes.fit_calls(trial) == [0, 1]
     with pytest.raises(E.ConfigError, match="already holds a sweep"):
