@@ -177,8 +177,9 @@ def test_readme_aws_commands_make_the_profile_that_cluster_yaml_launches_with(aw
     from ray.autoscaler._private.aws.node_provider import AWSNodeProvider
     from ray.autoscaler._private.util import prepare_config, validate_config
 
-    booted = bootstrap_aws(prepare_config(cfg))
-    validate_config(booted)
+    prepared = prepare_config(cfg)
+    validate_config(prepared)  # what `ray up` does before bootstrapping
+    booted = bootstrap_aws(prepared)
     provider = AWSNodeProvider(booted["provider"], booted["cluster_name"])
     for name, node_type in booted["available_node_types"].items():
         provider.create_node(node_type["node_config"], {"ray-node-kind": "worker", "ray-user-node-type": name,
@@ -202,7 +203,7 @@ def test_readme_aws_commands_make_the_profile_that_cluster_yaml_launches_with(aw
 
 def shell_word(word: str, home: Path, bucket_uri: str) -> str:
     """What the head's shell and the filled-in placeholders make of one word of an inner command."""
-    word = word.replace(f"s3://{BUCKET}", bucket_uri)
+    word = word.replace("s3://YOUR-BUCKET", bucket_uri)
     return str(home / word[2:]) if word.startswith("~/") else word
 
 
@@ -226,7 +227,7 @@ def test_readme_sweep_commands_run_on_a_loopback_cluster(tmp_path, monkeypatch, 
     (home / "sracl-ray").symlink_to(REPO)  # cluster.yaml file_mounts: the checkout at ~/sracl-ray
     mirror = make_env(tmp_path, monkeypatch).mirror  # the dataset's hosts, on loopback
     s3 = S3Server()
-    bucket_uri = s3.bucket(BUCKET + "-loop")
+    bucket_uri = s3.bucket(BUCKET)
     monkeypatch.chdir(tmp_path)
     env = {**s3.env(), "HOME": str(home), "XDG_CACHE_HOME": str(tmp_path / "cache"),
            "SRACL_SCRATCH": str(tmp_path / "scratch"), "SRACL_DATA_BASE_URL": mirror.url}
