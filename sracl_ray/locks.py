@@ -35,9 +35,7 @@ def lock_path(location: str) -> Path:
     local = S.local_path(location)
     if local is not None:
         return Path(local).expanduser() / LOCK_FILENAME
-    import hashlib
-
-    return S.cache_root("locks") / (hashlib.sha256(S.normalise(location).encode()).hexdigest()[:16] + ".lock")
+    return S.cache_root("locks") / (S.cache_key(S.normalise(location)) + ".lock")
 
 
 def _holder(f) -> str:

@@ -14,7 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-from sracl_ray.version import code_version  # noqa: F401 - re-exported: stages import it from here
+# code_version: stages import it from here; write_manifest records it
+from sracl_ray.version import code_version
 
 
 def current_umask() -> int:

@@ -37,7 +37,8 @@ GIT_TIMEOUT_S = 5
 def _git(cwd: Path, *args: str) -> str | None:
     """git's stdout (stripped), None when git is missing, fails or cwd is no checkout."""
     try:
-        out = subprocess.run(["git", "-C", str(cwd), *args], capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
+        out = subprocess.run(["git", "-C", str(cwd), *args], check=False, capture_output=True,
+                             text=True, timeout=GIT_TIMEOUT_S)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() if out.returncode == 0 else None

@@ -127,29 +127,6 @@ def effective_gpus(requested: float, wait_s: float = 0.0, require: bool = False,
                 "(on an autoscaling cluster check that GPU workers can start, or raise resources.gpu_wait_s)",
                 requested, f" after {waited:.0f} s" if wait_s > 0 else "")
     return 0.0
-    start = last = time.monotonic()
-    if cluster_gpus() == 0 and wait_s > 0:
-        log.warning("resources.gpus=%g but the Ray cluster shows no GPU yet: waiting up to %g s "
-                    "(resources.gpu_wait_s) for a GPU node to join", requested, wait_s)
-        while cluster_gpus() == 0 and (left := wait_s - (time.monotonic() - start)) > 0:
-            time.sleep(min(GPU_WAIT_POLL_S, left))
-            if time.monotonic() - last >= line_every_s:
-                last = time.monotonic()
-                log.warning("still no GPU in the Ray cluster after %.0f s of %g s", last - start, wait_s)
-    waited = time.monotonic() - start
-    if cluster_gpus() > 0:
-        if waited >= GPU_WAIT_POLL_S:
-            log.warning("a GPU node joined after %.0f s: trials get %g GPU each", waited, requested)
-        return requested
-    if require:
-        raise ConfigError(f"resources.require_gpu: the Ray cluster shows no GPU after {waited:.0f} s "
-                          f"(resources.gpu_wait_s={wait_s:g}); start GPU workers (cluster.yaml: worker.gpu "
-                          f"min_workers >= 1), wait longer, or set resources.require_gpu=false to allow "
-                          f"CPU-only trials")
-    log.warning("resources.gpus=%g but the Ray cluster has no GPU%s: running trials CPU-only "
-                "(on an autoscaling cluster give the GPU worker type min_workers >= 1, or raise "
-                "resources.gpu_wait_s)", requested, f" after {waited:.0f} s" if wait_s > 0 else "")
-    return 0.0
 
 
 def param_space(exp: E.Experiment) -> dict[str, Any]:
