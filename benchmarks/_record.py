@@ -108,13 +108,13 @@ def jsonable(value):
 class Record:
     """The JSON of one benchmark run; `log` figures into it, `write` saves it."""
 
-    def __init__(self, script: str, args: argparse.Namespace):
+    def __init__(self, script: str, args: argparse.Namespace, argv: list[str] | None = None):
+        """argv: the script's arguments when main(argv) is called in-process (default sys.argv[1:])."""
         self.path = Path(args.out) if args.out else default_out(script, args.smoke)
-        argv0 = Path(sys.argv[0]).resolve()
-        shown = argv0.relative_to(REPO) if argv0.is_relative_to(REPO) else argv0
+        shown = (RESULTS_DIR.parent / f"{script}.py").relative_to(REPO)  # as run from the checkout
         self.data = {
             "script": script,
-            "command": shlex.join(["python", str(shown), *sys.argv[1:]]),
+            "command": shlex.join(["python", str(shown), *(sys.argv[1:] if argv is None else argv)]),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "smoke": bool(args.smoke),
             "note": args.note,

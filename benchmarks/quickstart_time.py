@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     add_args(ap)
     ap.add_argument("--storage", default="", help="quickstart --out (default: a fresh temporary dir)")
     args = ap.parse_args(argv)
-    rec = Record("quickstart_time", args)
+    rec = Record("quickstart_time", args, argv)
     from sracl_ray import cli
     from sracl_ray.quickstart import DATASET
     from sracl_ray.results.query import summary

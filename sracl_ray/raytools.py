@@ -82,15 +82,28 @@ def describe_cluster() -> str:
     return f"{plural(len(nodes), 'node')}, {plural(cpus, 'CPU')}, {plural(gpus, 'GPU')}"
 
 
-def local_auth_mode() -> str:
-    """Say (once, in the Ray line) what Ray would print as an unexplained warning: a new local Ray
-    uses token authentication unless $RAY_AUTH_MODE says otherwise.  Setting the mode explicitly to
-    what Ray would choose anyway keeps its behaviour and silences the warning."""
+RAY_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+RAY_AUTH_WARNING = "Token authentication is enabled for this Ray cluster"
+
+
+class _DropRayAuthWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(RAY_AUTH_WARNING)
+
+
+def local_auth_mode() -> tuple[str, logging.Filter | None]:
+    """(what to say in the Ray line, a filter for Ray's own warning or None).
+
+    A new local Ray uses token authentication unless $RAY_AUTH_MODE says otherwise, and Ray warns
+    about it without saying where the token is.  Ray itself must turn the mode on (it creates the
+    token and refreshes its cached config: setting RAY_AUTH_MODE=token here would leave the token
+    uncreated and the GCS dying), so its behaviour is kept and only its bare warning is dropped
+    in favour of the explanation in the Ray line."""
     mode = os.environ.get("RAY_AUTH_MODE")
     if mode is None:
-        os.environ["RAY_AUTH_MODE"] = "token"  # Ray's own default for a new local cluster
-        return "token authentication, Ray's default: its token is in ~/.ray/auth_token; RAY_AUTH_MODE=disabled opts out"
-    return f"RAY_AUTH_MODE={mode}"
+        return ("token authentication, Ray's default: its token is in ~/.ray/auth_token; RAY_AUTH_MODE=disabled "
+                "opts out", _DropRayAuthWarning())
+    return f"RAY_AUTH_MODE={mode}", None
 
 
 def ensure_ray(num_cpus: int | None = None, *, address: str | None = None, num_gpus: float | None = None,
@@ -119,8 +132,15 @@ def ensure_ray(num_cpus: int | None = None, *, address: str | None = None, num_g
         kwargs = {"num_gpus": num_gpus} if num_gpus is not None else {}
         if dashboard is not None:
             kwargs["include_dashboard"] = dashboard
-        auth = local_auth_mode()
-        ray.init(address="local", num_cpus=n, logging_level=logging.WARNING, log_to_driver=True, **kwargs)
+        auth, quiet = local_auth_mode()
+        ray_auth_log = logging.getLogger(RAY_AUTH_LOGGER)
+        if quiet:
+            ray_auth_log.addFilter(quiet)
+        try:
+            ray.init(address="local", num_cpus=n, logging_level=logging.WARNING, log_to_driver=True, **kwargs)
+        finally:
+            if quiet:
+                ray_auth_log.removeFilter(quiet)
         what = f"started a local Ray ({plan.why}; {auth})"
     log.info("Ray: %s: %s", what, describe_cluster())
     ctx = ray.data.DataContext.get_current()

@@ -57,13 +57,18 @@ def local_ray():
     Never shut down here: a test that needs another Ray (a simulated cluster) shuts this one down
     itself, and the next test asking for local_ray starts it again; those tests run last.
     """
+    start_local_ray()
+    yield
+
+
+def start_local_ray() -> None:
+    """The session's local Ray (2 CPUs, never one already running on the machine), once."""
     import ray
 
     from sracl_ray.raytools import ensure_ray
 
     if not ray.is_initialized():
         ensure_ray(num_cpus=2, address="local")
-    yield
 
 
 @pytest.fixture(scope="session")

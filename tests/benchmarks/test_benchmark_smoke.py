@@ -35,6 +35,8 @@ EXPECTED = {
     "openai_throughput": {"direct_tok_per_s", "ours_tok_per_s", "ratio_ours_vs_direct"},
     "sweep_overhead": {"sequential_s", "sweep_s", "overhead_ratio"},
     "study_tables": {"arms", "comparisons", "determinism_no_cl"},  # benchmarks/REPRODUCTION.md
+    "quickstart_time": {"quickstart_s", "exit_code", "arm[full]", "arm[no_cl]", "baseline[popularity]",
+                        "baseline[random]"},
     "reproduce_gpu": {"artifact_build_s", "trials", "n_ok", "study_wall_s"},  # tests/benchmarks/test_reproduce_gpu_smoke.py
 }
 RATIOS = {"speedup_vs_reference", "encoder_vs_reference", "speedup_vs_reference[trim,fp32]", "packing_ratio",
@@ -50,19 +52,18 @@ def _env() -> dict:
 
 def test_expected_scripts_exist():
     """A renamed or deleted benchmark must be renamed here too (new ones are run without listing)."""
-    assert set(EXPECTED) <= {p.stem for p in SCRIPTS}
+    assert set(EXPECTED) | set(SMOKED_ELSEWHERE) <= {p.stem for p in SCRIPTS}
 
 
-@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
-def test_smoke(script: Path, tmp_path: Path):
-    before = sorted((BENCH / "results").iterdir()) if (BENCH / "results").exists() else []
-    out = tmp_path / "result.json"
-    proc = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(out)], cwd=tmp_path, env=_env(),
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"{script.name} --smoke exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    rec = json.loads(out.read_text())
-    assert rec["script"] == script.stem and rec["smoke"] is True and rec["complete"] is True
-    assert rec["command"].startswith(f"python benchmarks/{script.name} ") and "--smoke" in rec["command"]
+# Scripts whose smoke run another test drives in-process (and checks with check_record), so the
+# default tier does not pay for them twice.
+SMOKED_ELSEWHERE = {"quickstart_time": "tests/sweeps/test_quickstart.py"}
+
+
+def check_record(rec: dict, stem: str) -> None:
+    """A smoke run's JSON is complete: script, command, date, machine, the expected figures."""
+    assert rec["script"] == stem and rec["smoke"] is True and rec["complete"] is True
+    assert rec["command"].startswith(f"python benchmarks/{stem}.py ") and "--smoke" in rec["command"]
     datetime.datetime.fromisoformat(rec["date"])
     machine = rec["machine"]
     assert MACHINE_KEYS <= set(machine)
@@ -70,25 +71,23 @@ def test_smoke(script: Path, tmp_path: Path):
     assert set(machine["vector_extensions"]) <= VECTOR_FLAGS
     assert len(machine["load_avg_start"]) == 3 and len(machine["load_avg_end"]) == 3
     results = rec["results"]
-    missing = EXPECTED.get(script.stem, set()) - set(results)
-    assert results and not missing, f"{script.name}: no {sorted(missing)} in {sorted(results)}"
+    missing = EXPECTED.get(stem, set()) - set(results)
+    assert results and not missing, f"{stem}: no {sorted(missing)} in {sorted(results)}"
     for key in RATIOS & set(results):
         assert isinstance(results[key], (int, float)) and math.isfinite(results[key]) and results[key] > 0, key
     assert not any(k.startswith("error[") for k in results), results
-    after = sorted((BENCH / "results").iterdir()) if (BENCH / "results").exists() else []
-    assert after == before, "a smoke run wrote into benchmarks/results"
 
 
-def test_default_outputs(monkeypatch):
-    """Without --out: a temporary file in smoke mode; a new dated file (never an old one) otherwise."""
-    monkeypatch.syspath_prepend(str(BENCH))
-    import _record
+def results_listing() -> list[Path]:
+    return sorted((BENCH / "results").iterdir()) if (BENCH / "results").exists() else []
 
-    smoke = _record.default_out("x", smoke=True)
-    assert BENCH not in smoke.parents and smoke.parent.is_dir()
-    smoke.parent.rmdir()
-    real = _record.default_out("epoch_speed", smoke=False)
-    assert real.parent == BENCH / "results" and not real.exists()
-    assert real.name.startswith(f"epoch_speed-{datetime.date.today().isoformat()}")
-    model, ext = _record.cpu_info()
-    assert model and set(ext) <= VECTOR_FLAGS
+
+@pytest.mark.parametrize("script", [p for p in SCRIPTS if p.stem not in SMOKED_ELSEWHERE], ids=lambda p: p.stem)
+def test_smoke(script: Path, tmp_path: Path):
+    before = results_listing()
+    out = tmp_path / "result.json"
+    proc = subprocess.run([sys.executable, str(script), "--smoke", "--out", str(out)], cwd=tmp_path, env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{script.name} --smoke exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    check_record(json.loads(out.read_text()), script.stem)
+    assert results_listing() == before, "a smoke run wrote into benchmarks/results"

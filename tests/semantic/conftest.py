@@ -18,14 +18,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray (2 CPUs) for the whole session."""
-    import ray
+    """The root conftest's session Ray, for module-scoped fixtures (local_ray is per test)."""
+    from tests.conftest import start_local_ray
 
-    from sracl_ray.raytools import ensure_ray
-
-    ensure_ray(num_cpus=2)
+    start_local_ray()
     yield
-    ray.shutdown()
 
 
 class LoopbackChat:

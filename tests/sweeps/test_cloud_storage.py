@@ -168,8 +168,11 @@ def test_shared_storage_check_names_every_node_that_does_not_share(tmp_path):
         check_shared_storage(str(shared), run_probes=failing)
 
 
-def test_sweep_on_s3_end_to_end_through_the_cli(s3, tmp_path):
-    """sweep run -> results -> report -> refused rerun -> resume, storage in the bucket only."""
+def test_sweep_on_s3_end_to_end_through_the_cli(s3, tmp_path, monkeypatch, capsys):
+    """sweep run -> results -> report -> refused rerun -> resume, storage in the bucket only.  The
+    two commands that start Ray (run, resume) are real subprocesses, whose Ray gets the bucket's
+    environment; the readers (results, report, the refused rerun) run in-process, as cli.main."""
+    from sracl_ray.cli import main
     from tests.badinput.harness import run_cli
 
     uri = s3.bucket("sracl-sweeps") + "/runs/smoke"
@@ -189,21 +192,22 @@ def test_sweep_on_s3_end_to_end_through_the_cli(s3, tmp_path):
     assert not any(k.startswith("runs/smoke/.sracl-nodes") for k in keys)  # the node check cleaned up
     assert not (tmp_path / "s3:").exists()  # never a local dir named after the scheme
 
-    res = run_cli(["results", uri, "--format", "csv"], tmp_path, env)  # mean ± std over seeds
-    assert res.returncode == 0, res.stderr
-    lines = res.stdout.strip().splitlines()
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert main(["results", uri, "--format", "csv"]) == 0  # mean ± std over seeds
+    lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("variant,n,") and sorted(ln.split(",")[:2] for ln in lines[1:]) == [
-        ["full", "2"], ["no_cl", "2"]], res.stdout
-    sql = run_cli(["results", uri, "--format", "csv", "--sql", "SELECT trial_id, status FROM results ORDER BY 1"],
-                  tmp_path, env)
-    assert sql.returncode == 0 and len(sql.stdout.strip().splitlines()) == 5, sql.stdout + sql.stderr
+        ["full", "2"], ["no_cl", "2"]], lines
+    assert main(["results", uri, "--format", "csv", "--sql", "SELECT trial_id, status FROM results ORDER BY 1"]) == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 5
 
-    rep = run_cli(["report", uri, "--out", str(tmp_path / "report")], tmp_path, env)
-    assert rep.returncode == 0, rep.stderr[-3000:]
+    assert main(["report", uri, "--out", str(tmp_path / "report")]) == 0
     assert (tmp_path / "report" / "index.html").exists()
 
-    again = run_cli(["sweep", "run", str(REPO / "experiments" / "smoke.yaml"), "--storage", uri], tmp_path, env)
-    assert again.returncode == 2 and "already holds a sweep with 4 finished trial(s)" in again.stderr
+    assert main(["sweep", "run", str(REPO / "experiments" / "smoke.yaml"), "--storage", uri]) == 2
+    assert "already holds a sweep with 4 finished trial(s)" in capsys.readouterr().err
 
     before = {k: s3.keys("sracl-sweeps", k) for k in rows}
     resumed = run_cli(["sweep", "resume", uri], tmp_path, env, 900)

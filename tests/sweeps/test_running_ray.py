@@ -80,15 +80,21 @@ max_failures: 0
 """
 
 
-def test_running_ray_sweep_cli_joins_the_cluster_already_running(tmp_path, caplog, capsys):
+def test_running_ray_sweep_cli_joins_the_cluster_already_running(tmp_path, caplog, capsys, monkeypatch):
+    """Trials train with the test engine (sweep_fakes: fit()'s contract in milliseconds): what is
+    tested is how the driver reaches Ray, not training."""
     import os
 
     import ray
+    import sweep_fakes
+
+    from sracl_ray.sweeps import runner
 
     from sracl_ray.cli import main
     from sracl_ray.results.store import read_store
     from test_multinode import loopback_cluster
 
+    monkeypatch.setattr(runner, "default_engine", sweep_fakes.fake_engine)
     exp = tmp_path / "exp.yaml"
     exp.write_text(EXPERIMENT)
     caplog.set_level(logging.INFO, logger="sracl_ray.raytools")
@@ -106,3 +112,36 @@ def test_running_ray_sweep_cli_joins_the_cluster_already_running(tmp_path, caplo
         line = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Ray: ")]
         assert line and "joined the Ray cluster at" in line[0] and "already running on this machine" in line[0], line
         assert "2 nodes, 2 CPUs, 0 GPUs" in line[0], line
+
+
+def test_fresh_local_ray_without_ray_auth_mode_starts_with_token_auth(tmp_path):
+    """What a user who never heard of RAY_AUTH_MODE meets (every other test sets it to disabled):
+    a fresh process starts a local Ray with Ray's default token authentication — the token is
+    created in ~/.ray, the Ray line explains it, Ray's bare warning is not printed.  A subprocess:
+    Ray caches its auth mode at import, and this process imported Ray with auth disabled."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
+
+    ray_tmp = tempfile.mkdtemp(prefix="rt")  # short: Ray's socket paths must stay under 107 bytes
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS", "RAY_AUTH_TOKEN",
+                                                            "RAY_AUTH_TOKEN_PATH")}
+    env.update(HOME=str(tmp_path / "home"), RAY_TMPDIR=ray_tmp)
+    code = ("import logging, ray; logging.basicConfig(level=logging.INFO)\n"
+            "from sracl_ray.raytools import ensure_ray\n"
+            "ensure_ray(num_cpus=1, address='local', dashboard=False)\n"
+            "print('tasks run:', ray.get(ray.remote(lambda: 41 + 1).remote()))\n"
+            "ray.shutdown()\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                              timeout=180)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    printed = proc.stdout + proc.stderr
+    assert proc.returncode == 0, printed[-3000:]
+    assert "tasks run: 42" in proc.stdout
+    assert (tmp_path / "home" / ".ray" / "auth_token").is_file()
+    assert "token authentication, Ray's default" in printed and "RAY_AUTH_MODE=disabled opts out" in printed
+    assert "Token authentication is enabled for this Ray cluster" not in printed
