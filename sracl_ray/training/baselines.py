@@ -22,7 +22,7 @@ import torch
 from sracl_ray.config import Config, EvalConfig
 from sracl_ray.data.split import Split
 from sracl_ray.errors import UserError
-from sracl_ray.training.inputs import history_matrix
+from sracl_ray.training.inputs import seen_matrix
 from sracl_ray.training.evaluate import metrics_from_ranks, rank_targets
 
 BASELINES = ("popularity", "random")
@@ -46,14 +46,9 @@ def training_counts(split: Split) -> np.ndarray:
 
 
 def _eval_inputs(split: Split, which: str, mask_history: bool):
-    if which == "valid":
-        hist, target = split.valid_hist, split.valid_target
-        seen = list(split.train_seqs[1:])
-    else:
-        hist, target = split.test_hist, split.test_target
-        seen = [np.append(s, v) for s, v in zip(split.train_seqs[1:], split.valid_target)]
-    seen_t = torch.as_tensor(history_matrix(seen)) if mask_history else None
-    return torch.as_tensor(hist), torch.as_tensor(target), seen_t
+    hist, target = (split.valid_hist, split.valid_target) if which == "valid" else (split.test_hist, split.test_target)
+    seen = torch.as_tensor(seen_matrix(split, which)) if mask_history else None
+    return torch.as_tensor(hist), torch.as_tensor(target), seen
 
 
 def baseline_metrics(split: Split, eval_cfg: EvalConfig, which: str = "test") -> dict[str, dict[str, float]]:

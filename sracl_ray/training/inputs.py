@@ -34,6 +34,14 @@ def history_matrix(seqs: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+def seen_matrix(split, which: str) -> np.ndarray:
+    """[U, Hmax] what user u had seen before its `which` ("valid" | "test") target: its training
+    sequence, plus the validation item for test (the items history masking removes)."""
+    if which == "valid":
+        return history_matrix(split.train_seqs[1:])
+    return history_matrix([np.append(s, v) for s, v in zip(split.train_seqs[1:], split.valid_target)])
+
+
 def synthesis_inputs(art: SemanticArtifact, normalize: bool, where: str = "semantic artifact") -> np.ndarray:
     """[U, D] what the L_CS synthesis head reads: unit vectors (semantic.normalize=true) or the raw
     encoder outputs = unit vector x stored norm (false; without stored norms: the unit vectors, warned)."""
@@ -69,8 +77,7 @@ class DeviceData:
         self.hist, self.target = t(sp.sample_hist), t(sp.sample_target)
         self.valid_hist, self.valid_target = t(sp.valid_hist), t(sp.valid_target)
         self.test_hist, self.test_target = t(sp.test_hist), t(sp.test_target)
-        self.valid_seen = t(history_matrix(sp.train_seqs[1:]))
-        self.test_seen = t(history_matrix([np.append(s, v) for s, v in zip(sp.train_seqs[1:], sp.valid_target)]))
+        self.valid_seen, self.test_seen = t(seen_matrix(sp, "valid")), t(seen_matrix(sp, "test"))
         ptr, idx = same_target_table(sp.sample_target, sp.n_items)
         pos = np.empty_like(idx)
         pos[idx] = np.arange(len(idx))
