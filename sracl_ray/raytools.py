@@ -52,11 +52,10 @@ def connect_plan(address: str | None = None, env: dict | None = None,
                  running: tuple[str | None, str] | None = None, answers=_answers) -> ConnectPlan:
     """Decide how to connect (pure apart from the TCP probe of a recorded Ray)."""
     env = os.environ if env is None else env
-    for given, source in ((address, "--address"), (env.get("RAY_ADDRESS"), "RAY_ADDRESS")):
+    for given, source, as_local in ((address, "--address", "--address local"),
+                                    (env.get("RAY_ADDRESS"), "RAY_ADDRESS", "RAY_ADDRESS=local")):
         if given and given != "auto":
-            if given == "local":
-                return ConnectPlan("start", None, f"{source} local" if source == "--address" else f"{source}=local")
-            return ConnectPlan("join", given, source)
+            return ConnectPlan("start", None, as_local) if given == "local" else ConnectPlan("join", given, source)
     found, record = running if running is not None else running_ray_address()
     if found and answers(found):
         return ConnectPlan("join", found, f"the Ray already running on this machine ({record})")
