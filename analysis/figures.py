@@ -10,13 +10,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from sracl_ray import variants as V
 from analysis.aggregate import METHOD_KEYS, aggregate
 from analysis.methods import (
     at_reference, backbone_name, backbone_order, method_name, metric_label, resolve_reference,
 )
 from analysis.tables import FOCUS_METRICS
 
-SRACL_VARIANTS = ("no_cl", "full")
+SRACL_VARIANTS = (V.BASELINE, V.METHOD)
 
 
 def new_figure(
@@ -96,7 +97,7 @@ def plot_model_agnostic(
         for c, dataset in enumerate(datasets):
             ax = axes[r, c]
             series = {}
-            for variant, label in (("no_cl", "original"), ("full", "+SRA-CL")):
+            for variant, label in ((V.BASELINE, "original"), (V.METHOD, "+SRA-CL")):
                 cells = [_cell(agg, metric, dataset=dataset, backbone=b, variant=variant)
                          for b in backbones]
                 series[label] = ([m for m, _ in cells], [s for _, s in cells])
@@ -124,7 +125,7 @@ def hparam_values(
     """
     if param not in df.columns:
         return []
-    rows = at_reference(df[df["variant"] == "full"], reference, ignore=(param,))
+    rows = at_reference(df[df["variant"] == V.METHOD], reference, ignore=(param,))
     rows = _varied(rows[[*METHOD_KEYS, param]].drop_duplicates(), param)
     return sorted(rows[param].unique().tolist())
 
@@ -143,7 +144,7 @@ def plot_hparam(
     x positions are the sorted distinct values, evenly spaced and labelled with the value.
     """
     ref = resolve_reference(df, reference)
-    full = df[df["variant"] == "full"]
+    full = df[df["variant"] == V.METHOD]
     panels = [(p, m, _varied(aggregate(at_reference(full, ref, ignore=(p,)), [m],
                                        [*METHOD_KEYS, p]), p))
               for p in params for m in metrics]
@@ -160,7 +161,7 @@ def plot_hparam(
                 line = d[d["backbone"] == b].sort_values(param)
                 x = [values.index(v) for v in line[param]]
                 ax.errorbar(x, line["mean"].to_numpy(float), yerr=_err(line["std"]), marker="o",
-                            capsize=3, label=method_name(b, "full"))
+                            capsize=3, label=method_name(b, V.METHOD))
             ax.set_xticks(range(len(values)), [f"{v:g}" for v in values])
             ax.set_xlabel(param)
             ax.set_ylabel(metric_label(metric))
@@ -169,18 +170,3 @@ def plot_hparam(
     save_figure(fig, path)
     return fig
 
-
-def plot_alpha_beta(
-    df: pd.DataFrame, path: str | Path, metrics: Sequence[str] = FOCUS_METRICS,
-    reference: Mapping[str, Any] | None = None,
-) -> Any:
-    """Fig. 5: metric vs alpha (weight of L_CS) and vs beta (weight of L_IS)."""
-    return plot_hparam(df, path, ("alpha", "beta"), metrics, reference)
-
-
-def plot_k(
-    df: pd.DataFrame, path: str | Path, metrics: Sequence[str] = FOCUS_METRICS,
-    reference: Mapping[str, Any] | None = None,
-) -> Any:
-    """Fig. 6: metric vs k (number of retrieved neighbours)."""
-    return plot_hparam(df, path, ("k",), metrics, reference)

@@ -14,35 +14,21 @@ import numpy as np
 import pandas as pd
 
 from analysis.store import MissingColumnError, only_ok
+from sracl_ray import variants as V
 
 log = logging.getLogger(__name__)
 
 BACKBONE_NAMES = {"gru4rec": "GRU4Rec", "sasrec": "SASRec", "duorec": "DuoRec"}
 BACKBONE_ORDER = ("gru4rec", "sasrec", "duorec")
-# Table 3 column order, as in the paper.
-ABLATION_ORDER = ("no_cl", "no_cs", "no_is", "unlearnable", "full")
-VARIANT_LABELS = {
-    "no_cl": "w/o CL",
-    "no_cs": "w/o L_CS",
-    "no_is": "w/o L_IS",
-    "unlearnable": "Unlearnable",
-    "full": "SRA-CL",
-}
-VARIANT_LATEX = {
-    "no_cs": r"w/o $\mathcal{L}_{CS}$",
-    "no_is": r"w/o $\mathcal{L}_{IS}$",
-}
+# Every variant fact (order, labels, hyperparameters, neighbour use) is sracl_ray/variants.py's.
+ABLATION_ORDER = V.TABLE_ORDER  # Table 3 column order, as in the paper
+VARIANT_LABELS = {n: v.label for n, v in V.VARIANTS.items()}
+VARIANT_LATEX = {n: v.latex for n, v in V.VARIANTS.items() if v.latex}
 HPARAMS = ("alpha", "beta", "k")
 # Settings every variant depends on.
 COMMON_SETTINGS = ("mask_history", "max_len")
 # Hyperparameters each variant actually uses; unknown variants use all of them.
-VARIANT_HPARAMS = {
-    "full": ("alpha", "beta", "k"),
-    "no_cl": (),
-    "no_cs": ("beta", "k"),
-    "no_is": ("alpha", "k"),
-    "unlearnable": ("alpha", "beta", "k"),
-}
+VARIANT_HPARAMS = {n: v.hparams for n, v in V.VARIANTS.items()}
 SRACL_SUFFIX = "+SRA-CL"
 # L_CS neighbour pools drawn from other users only (semantic.exclude_same_user).  The paper's setting
 # (false) is the default reference, so tables compare like with like; per-user tests and learning
@@ -51,7 +37,16 @@ EXCLUDE_SAME_USER = "cfg.semantic.exclude_same_user"
 OTHER_USERS_SUFFIX = " [other users' neighbours]"
 # The variants that read the unit neighbours (L_CS); for no_cl and no_cs the key changes nothing, so
 # their `true` runs repeat their `false` runs (experiments/ablation.yaml) and are not arms of their own.
-NEIGHBOUR_VARIANTS = ("full", "no_is", "unlearnable")
+NEIGHBOUR_VARIANTS = tuple(n for n, v in V.VARIANTS.items() if v.cs)
+
+
+def trial_ties(row: Mapping[str, Any]) -> str:
+    """The tie policy a trial's metrics were computed with (store column ``ties``, else its config)."""
+    for col in ("ties", "cfg.eval.ties"):
+        v = row.get(col)
+        if isinstance(v, str) and v:
+            return v
+    return "pessimistic"
 
 
 def backbone_name(backbone: str) -> str:
@@ -61,12 +56,12 @@ def backbone_name(backbone: str) -> str:
 
 def method_name(backbone: str, variant: str) -> str:
     """Backbone name, plus ``+SRA-CL`` unless the variant is ``no_cl``."""
-    return backbone_name(backbone) + ("" if variant == "no_cl" else SRACL_SUFFIX)
+    return backbone_name(backbone) + ("" if variant == V.BASELINE else SRACL_SUFFIX)
 
 
 def method_label(backbone: str, variant: str) -> str:
     """``method_name`` plus the ablation in brackets, so every (backbone, variant) is distinct."""
-    extra = "" if variant in ("full", "no_cl") else f" ({VARIANT_LABELS.get(variant, variant)})"
+    extra = "" if variant in (V.METHOD, V.BASELINE) else f" ({VARIANT_LABELS.get(variant, variant)})"
     return method_name(backbone, variant) + extra
 
 

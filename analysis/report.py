@@ -10,10 +10,11 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from sracl_ray import variants as V
 from analysis.curves import curve_summary, curve_table, load_curves, plot_curves, valid_metric
 from analysis.figures import hparam_values, plot_hparam, plot_model_agnostic
 from analysis.methods import (
-    ABLATION_ORDER, EXCLUDE_SAME_USER, at_reference, check_reference, method_name, metric_label,
+    EXCLUDE_SAME_USER, at_reference, check_reference, method_name, metric_label,
     resolve_reference, without_repeated_arms,
 )
 from analysis.sparsity import (
@@ -62,18 +63,18 @@ def focus_metrics(metrics: Sequence[str]) -> list[str]:
 def _both_variants(df: pd.DataFrame) -> bool:
     """Some (dataset, backbone) was run both with (full) and without (no_cl) SRA-CL."""
     pairs = df.groupby(["dataset", "backbone"])["variant"].agg(set)
-    return any({"full", "no_cl"} <= s for s in pairs)
+    return any({V.METHOD, V.BASELINE} <= s for s in pairs)
 
 
 def _table2(df: pd.DataFrame, metrics: list[str], ref: dict, skipped: list[str]) -> list[Table]:
-    if at_reference(df, ref)["variant"].isin(["full", "no_cl"]).any():
+    if at_reference(df, ref)["variant"].isin([V.METHOD, V.BASELINE]).any():
         return [table2(df, metrics, ref)]
     skipped.append("Table 2: no 'full' or 'no_cl' runs at the reference setting.")
     return []
 
 
 def _table3(df: pd.DataFrame, focus: list[str], ref: dict, skipped: list[str]) -> list[Table]:
-    if at_reference(df, ref)["variant"].isin(set(ABLATION_ORDER) - {"full", "no_cl"}).any():
+    if at_reference(df, ref)["variant"].isin(V.ABLATIONS).any():
         return [table3(df, focus, ref)]
     skipped.append("Table 3: no ablation runs (no_cs / no_is / unlearnable).")
     return []
@@ -192,7 +193,7 @@ def cap_note(df: pd.DataFrame, limit: int = 8) -> str:
         of = (df[keys] == pd.Series(where)).all(axis=1).sum()
         ids = ", ".join(map(str, rows["trial_id"].head(4))) + (", ..." if len(rows) > 4 else "")
         variant = where["variant"]
-        label = method_name(where["backbone"], variant) + ("" if variant in ("full", "no_cl") else f" ({variant})")
+        label = method_name(where["backbone"], variant) + ("" if variant in (V.METHOD, V.BASELINE) else f" ({variant})")
         head = f"{where['experiment']}: " if "experiment" in where else ""
         groups.append(f"{head}{where['dataset']} {label}".strip() + f": {len(rows)} of {of} ({ids})")
     more = f"; and {len(groups) - limit} more groups" if len(groups) > limit else ""

@@ -23,24 +23,23 @@ training run (that is the over-seeds t-test's question).
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from analysis.methods import select
+from analysis.methods import select, trial_ties
 from analysis.stats import higher_is_better, significance_mark
 from analysis.store import only_ok
+from sracl_ray import metrics as M
 from sracl_ray.errors import UserError
 
 N_RESAMPLES = 10_000
 CONFIDENCE = 0.95
 BOOTSTRAP_SEED = 0
-_METRIC = re.compile(r"^(valid|test)/(hr|ndcg|mrr)@(\d+)$")
 METHOD_NOTE = ("Per-user tests: each arm's per-user values averaged over its seeds, then paired over the "
                "same test users; Δ = mean over users of (first - second); CI: paired bootstrap over users "
                f"({N_RESAMPLES:,} resamples, percentile, seed {BOOTSTRAP_SEED}); p (Wilcoxon): two-sided "
@@ -85,30 +84,29 @@ class PerUserResult:
 
 def parse_metric(metric: str) -> tuple[str, str, int]:
     """``test/hr@20`` -> ("test", "hr", 20); UserError for a metric without per-user ranks."""
-    m = _METRIC.match(str(metric).strip().lower())
-    if not m:
-        raise UserError(f"metric {metric!r} has no per-user values: expected valid/ or test/ hr@k, ndcg@k or "
-                        f"mrr@k (e.g. test/ndcg@20)")
-    return m.group(1), m.group(2), int(m.group(3))
+    try:
+        split, name, k = M.parse(metric)
+    except ValueError:
+        split = None
+    if split not in M.SPLITS:
+        raise UserError(f"metric {metric!r} has no per-user values: expected {' or '.join(f'{s}/' for s in M.SPLITS)} "
+                        f"{', '.join(f'{n}@k' for n in M.NAMES)} (e.g. test/ndcg@20)")
+    return split, name, k
 
 
 def user_values(ranks_path: str | Path, metric: str, ties: str = "pessimistic") -> pd.Series:
     """Per-user values of ``metric`` from one trial's ranks file, indexed by user id."""
-    from sracl_ray.training.evaluate import Ranks, per_user  # the engine's own metric code
-
-    split, kind, k = parse_metric(metric)
+    split, _, _ = parse_metric(metric)
     path = Path(ranks_path)
     try:
         ranks = pd.read_parquet(path)
     except FileNotFoundError:
         raise UserError(f"ranks file {path} not found (moved or deleted?)") from None
-    rank_col, ties_col = f"rank_{split}", f"ties_{split}"
+    rank_col = f"rank_{split}"
     if rank_col not in ranks.columns:
         raise UserError(f"ranks file {path} has no column {rank_col} (has {', '.join(map(str, ranks.columns))})")
-    rank = ranks[rank_col].to_numpy(np.int64)
-    tied = ranks[ties_col].to_numpy(np.int64) if ties_col in ranks.columns else np.zeros_like(rank)
-    users = ranks["user"].to_numpy() if "user" in ranks.columns else np.arange(1, len(rank) + 1)
-    values = per_user(Ranks(rank - tied, tied), kind, k, ties or "pessimistic")
+    values = M.from_ranks_table(ranks, split, metric, ties or "pessimistic")  # the engine's own metric code
+    users = ranks["user"].to_numpy() if "user" in ranks.columns else np.arange(1, len(values) + 1)
     return pd.Series(values, index=pd.Index(users, name="user"), name=str(metric))
 
 
@@ -167,15 +165,6 @@ def _describe(where: Mapping[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in where.items())
 
 
-def _trial_ties(row: pd.Series) -> str:
-    """The tie policy a trial's metrics were computed with (store column ``ties``, else its config)."""
-    for col in ("ties", "cfg.eval.ties"):
-        v = row.get(col)
-        if isinstance(v, str) and v:
-            return v
-    return "pessimistic"
-
-
 def check_same_users(arms: Mapping[str, pd.DataFrame]) -> None:
     """NotComparableError unless every trial of every arm is on the same data (fingerprint)."""
     if not all("data_fingerprint" in rows.columns for rows in arms.values()):
@@ -200,7 +189,7 @@ def arm_values(rows: pd.DataFrame, metric: str, label: str,
         if not isinstance(path, str) or not path:
             raise UserError(f"trial {row.get('trial_id')} ({label}) has no ranks file: per-user tests need the "
                             f"ranks.parquet every finished trial writes")
-        key = (path, metric, _trial_ties(row))
+        key = (path, metric, trial_ties(row))
         if key not in cache:
             cache[key] = user_values(path, metric, key[2])
         series.append((row.get("trial_id"), cache[key]))
@@ -237,9 +226,3 @@ def compare_arms(df: pd.DataFrame, metric: str, treatment: Mapping[str, Any], ba
                                  f"per-user tests need the same test users")
     return compare_values(t.to_numpy(), b.to_numpy(), metric, n_t, n_b, n_resamples, confidence, seed)
 
-
-def compare_many(df: pd.DataFrame, metrics: Iterable[str], treatment: Mapping[str, Any],
-                 baseline: Mapping[str, Any], **kw: Any) -> pd.DataFrame:
-    """One ``compare_arms`` row per metric."""
-    cache: dict = {}
-    return pd.DataFrame([compare_arms(df, m, treatment, baseline, cache=cache, **kw).as_dict() for m in metrics])

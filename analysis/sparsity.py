@@ -10,8 +10,9 @@ for edges ``(e1, e2, ..., en)`` (integers or floats, increasing):
     group n: length >  en                  (">en")
 
 So the paper's edges (7, 10) give ``<7``, ``7-10`` and ``>10``: 6 -> "<7", 7 and 10 -> "7-10",
-11 -> ">10".  Ranks are 0-based full-ranking ranks: HR@k = [rank < k], NDCG@k = 1/log2(rank + 2)
-when rank < k, MRR@k = 1/(rank + 1) when rank < k, each averaged over the group's users.
+11 -> ">10".  Each group's metric is the mean over its users of the engine's own per-user credit
+(sracl_ray/metrics.py), under the trial's own tie policy (``ties_<split>`` in ranks.parquet), so the
+figure agrees with the tables under ``eval.ties=expected`` too.
 """
 from __future__ import annotations
 
@@ -21,17 +22,20 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from sracl_ray import metrics as M
 from sracl_ray.errors import UserError
 
+from sracl_ray import variants as V
 from analysis.figures import figure_legend, grouped_bars, new_figure, save_figure
 from analysis.methods import (
-    ABLATION_ORDER, at_reference, backbone_order, method_label, metric_label,
+    ABLATION_ORDER, at_reference, backbone_order, method_label, metric_label, trial_ties,
 )
 
 DEFAULT_EDGES = (7, 10)
 DEFAULT_METRICS = ("hr@20", "ndcg@20")
 HISTORY_COLUMNS = ("train_len", "test_input_len")
-RANK_COLUMNS = {"test": "rank_test", "valid": "rank_valid"}
+RANK_COLUMNS = {s: f"rank_{s}" for s in M.SPLITS}
+TIES_COLUMNS = {s: f"ties_{s}" for s in M.SPLITS}
 
 
 def check_edges(edges: Sequence[float]) -> np.ndarray:
@@ -66,20 +70,16 @@ def assign_groups(lengths: Sequence[float], edges: Sequence[float] = DEFAULT_EDG
     return np.where(x < e[0], 0, 1 + later).astype(np.int64)
 
 
-def rank_metric(ranks: np.ndarray, metric: str) -> float:
-    """HR/NDCG/MRR@k over 0-based ranks (``hr@20``; a ``test/`` prefix is ignored); NaN if empty."""
-    name = str(metric).split("/", 1)[-1].lower()
-    kind, _, k = name.partition("@")
-    if not k.isdigit() or kind not in ("hr", "ndcg", "mrr"):
-        raise ValueError(f"unknown rank metric {metric!r} (expected hr@k, ndcg@k or mrr@k)")
-    r = np.asarray(ranks, dtype=float)
+def rank_metric(ranks: np.ndarray, metric: str, ties: np.ndarray | None = None,
+                policy: str = "pessimistic") -> float:
+    """HR/NDCG/MRR@k over 0-based pessimistic ranks (``hr@20``; a ``test/`` prefix is ignored), with
+    ``ties`` the tied counts (none: ranks without ties) and the tie policy; NaN if empty."""
+    _, name, k = M.parse(metric)
+    r = np.asarray(ranks, dtype=np.int64)
     if r.size == 0:
         return float("nan")
-    hit = r < int(k)
-    if kind == "hr":
-        return float(hit.mean())
-    gain = 1.0 / np.log2(r + 2.0) if kind == "ndcg" else 1.0 / (r + 1.0)
-    return float(np.where(hit, gain, 0.0).mean())
+    t = np.zeros_like(r) if ties is None else np.asarray(ties, dtype=np.int64)
+    return float(M.per_user(r - t, t, name, k, policy).mean())
 
 
 def group_metrics(
@@ -88,19 +88,21 @@ def group_metrics(
     edges: Sequence[float] = DEFAULT_EDGES,
     history: str = "train_len",
     split: str = "test",
+    ties: str = "pessimistic",
 ) -> pd.DataFrame:
     """One ranks table -> ``[group, label, n_users, *metrics]``, one row per group (empty ones too)."""
-    rank_col = RANK_COLUMNS[split]
+    rank_col, ties_col = RANK_COLUMNS[split], TIES_COLUMNS[split]
     missing = [c for c in (history, rank_col) if c not in ranks.columns]
     if missing:
         raise KeyError(f"ranks table has no column(s) {missing}; has {list(ranks.columns)}")
     groups = assign_groups(ranks[history].to_numpy(), edges)
     r = ranks[rank_col].to_numpy()
+    t = ranks[ties_col].to_numpy() if ties_col in ranks.columns else np.zeros_like(r)
     rows = []
     for g, label in enumerate(bin_labels(edges)):
-        sel = r[groups == g]
-        rows.append({"group": g, "label": label, "n_users": int(sel.size)}
-                    | {m: rank_metric(sel, m) for m in metrics})
+        sel = groups == g
+        rows.append({"group": g, "label": label, "n_users": int(sel.sum())}
+                    | {m: rank_metric(r[sel], m, t[sel], ties) for m in metrics})
     return pd.DataFrame(rows)
 
 
@@ -122,7 +124,7 @@ def sparsity_summary(
     history: str = "train_len",
     split: str = "test",
     reference: Mapping[str, Any] | None = None,
-    variants: Sequence[str] | None = ("no_cl", "full"),
+    variants: Sequence[str] | None = (V.BASELINE, V.METHOD),
 ) -> pd.DataFrame:
     """Per (dataset, backbone, variant, group, metric): mean, std (ddof=1) and n over seeds."""
     sel = df if variants is None else df[df["variant"].isin(variants)]
@@ -130,13 +132,13 @@ def sparsity_summary(
     if sel.empty:
         raise ValueError(f"no runs of variants {variants} at the reference setting")
     per_trial = []
-    for row, path in zip(sel.itertuples(index=False), _ranks_files(sel)):
-        ranks = pd.read_parquet(path, columns=[history, RANK_COLUMNS[split]])
-        g = group_metrics(ranks, metrics, edges, history, split)
+    for (_, row), path in zip(sel.iterrows(), _ranks_files(sel)):
+        ranks = pd.read_parquet(path)
+        g = group_metrics(ranks, metrics, edges, history, split, trial_ties(row))
         g = g.melt(id_vars=["group", "label", "n_users"], value_vars=list(metrics),
                    var_name="metric", value_name="value")
-        per_trial.append(g.assign(dataset=row.dataset, backbone=row.backbone,
-                                  variant=row.variant, seed=row.seed))
+        per_trial.append(g.assign(dataset=row["dataset"], backbone=row["backbone"],
+                                  variant=row["variant"], seed=row["seed"]))
     long = pd.concat(per_trial, ignore_index=True)
     keys = ["dataset", "backbone", "variant", "group", "label", "metric"]
     out = long.groupby(keys, sort=True).agg(

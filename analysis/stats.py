@@ -16,6 +16,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from analysis.methods import select
+from sracl_ray import metrics as M
 from analysis.store import only_ok, require_columns
 
 PAIR_KEYS = ("dataset", "seed")
@@ -56,8 +57,8 @@ class TTestResult:
 
 
 def higher_is_better(metric: str) -> bool:
-    """True for ranking metrics (HR, NDCG, MRR, ...); False for losses."""
-    return "loss" not in str(metric).lower()
+    """True for ranking metrics (HR, NDCG, MRR, ...); False for losses (sracl_ray/metrics.py)."""
+    return M.higher_is_better(metric)
 
 
 def one_sided_alternative(metric: str) -> str:

@@ -9,15 +9,15 @@ import pandas as pd
 
 from sracl_ray.errors import UserError
 from sracl_ray.results.layout import RESULTS_DIRNAME, TRIAL_GLOB
+from sracl_ray.results.store import STATUS_OK, read_files, regular_files
 
 log = logging.getLogger(__name__)
 
 # Metric columns look like `valid/hr@10`, `test/ndcg@20`, `train/loss` (docs/CONTRACTS.md).
 _METRIC_RE = re.compile(r"^(train|valid|test)/")
 _SORT_KEYS = ("dataset", "backbone", "variant", "seed", "trial_id")
-# A trial's outcome: ok, or diverged / errored (those have no metrics).  Analysis reads ok rows only;
-# a store written before the column existed holds ok rows only.
-STATUS_OK = "ok"
+# A trial's outcome: ok, or diverged / errored / pruned (no test metrics).  Analysis reads ok rows
+# only; rows written before the column existed are ok (sracl_ray/results/store.py BACKFILL).
 
 
 class StoreNotFoundError(UserError, FileNotFoundError):
@@ -50,22 +50,10 @@ def results_dir(path: str | Path) -> Path:
 def trial_files(path: str | Path) -> list[Path]:
     """Sorted ``trial-*.parquet`` files of a store; raises naming the dir when there are none."""
     rdir = results_dir(path)
-    from sracl_ray.results.store import regular_files
-
     files = regular_files(rdir.glob(TRIAL_GLOB))
     if not files:
         raise StoreNotFoundError(f"results store is empty: no {TRIAL_GLOB} files in {rdir}")
     return files
-
-
-def _read_one(f: Path) -> pd.DataFrame:
-    """One trial row; a file that cannot be read is named in the error."""
-    try:
-        return pd.read_parquet(f)
-    except Exception as e:  # pyarrow raises several types for a truncated or foreign file
-        first = " ".join(str(e).split())
-        raise UserError(f"cannot read results file {f}: {first} (a truncated or foreign file; move it "
-                        f"away and rerun)") from e
 
 
 def _resolve(ranks_path: object, storage_dir: Path) -> str | None:
@@ -77,18 +65,6 @@ def _resolve(ranks_path: object, storage_dir: Path) -> str | None:
         return None
     p = Path(s).expanduser()
     return str(p if p.is_absolute() else (storage_dir / p).resolve())
-
-
-def with_status(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with ``status`` ('ok' where missing) and ``hit_epoch_cap`` (False where missing)."""
-    if "status" in df.columns and "hit_epoch_cap" in df.columns and not (
-            df["status"].isna().any() or df["hit_epoch_cap"].isna().any()):
-        return df
-    df = df.copy()
-    df["status"] = df["status"].fillna(STATUS_OK) if "status" in df.columns else STATUS_OK
-    df["hit_epoch_cap"] = (df["hit_epoch_cap"].astype("boolean").fillna(False).astype(bool)
-                           if "hit_epoch_cap" in df.columns else False)
-    return df
 
 
 # Settings added after stores were first written, with the value every earlier trial ran with.
@@ -134,13 +110,13 @@ def left_out_note(df: pd.DataFrame) -> str:
 
 
 def load_store(path: str | Path) -> pd.DataFrame:
-    """All trial rows (every status), sorted; ``status``/``hit_epoch_cap`` filled in for old
-    stores; ``ranks_path`` made absolute; ``attrs['storage_dir']`` set.  Use ``only_ok`` for
+    """All trial rows (every status), sorted, read by results/store.read_files (``status`` and
+    ``hit_epoch_cap`` filled in for old stores); ``ranks_path`` made absolute; ``attrs['storage_dir']`` set.  Use ``only_ok`` for
     the rows analysis may use."""
     files = trial_files(path)
     rdir = files[0].parent
     storage_dir = rdir.parent
-    df = with_setting_defaults(with_status(pd.concat([_read_one(f) for f in files], ignore_index=True)))
+    df = with_setting_defaults(read_files(files))  # the store's one reader (results/store.py)
     if "ranks_path" in df.columns:
         df["ranks_path"] = [_resolve(v, storage_dir) for v in df["ranks_path"]]
     keys = [k for k in _SORT_KEYS if k in df.columns]

@@ -12,6 +12,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from sracl_ray import variants as V
 from analysis.aggregate import METHOD_KEYS, aggregate
 from analysis.methods import (
     ABLATION_ORDER, EXCLUDE_SAME_USER, VARIANT_LABELS, VARIANT_LATEX, arm_label, at_reference, backbone_name,
@@ -130,15 +131,15 @@ def _improv_cell(df: pd.DataFrame, agg: pd.DataFrame, dataset: str, metric: str,
     """Best +SRA-CL method over best baseline on this row, marked by a one-sided paired t-test."""
     hib = higher_is_better(metric)
     rows = agg[(agg["dataset"] == dataset) & (agg["metric"] == metric)]
-    ours, base = rows[rows["variant"] == "full"], rows[rows["variant"] == "no_cl"]
+    ours, base = rows[rows["variant"] == V.METHOD], rows[rows["variant"] == V.BASELINE]
     if ours.empty or base.empty:
         return Cell(MISSING)
     best = lambda r: r.loc[r["mean"].idxmax() if hib else r["mean"].idxmin()]  # noqa: E731
     o, b = best(ours), best(base)
     pct = improvement_pct(o["mean"], b["mean"], hib)
     try:
-        pairs = pair_runs(df, metric, {"dataset": dataset, "backbone": o["backbone"], "variant": "full"},
-                          {"dataset": dataset, "backbone": b["backbone"], "variant": "no_cl"})
+        pairs = pair_runs(df, metric, {"dataset": dataset, "backbone": o["backbone"], "variant": V.METHOD},
+                          {"dataset": dataset, "backbone": b["backbone"], "variant": V.BASELINE})
         mark = paired_ttest(pairs["treatment"], pairs["baseline"], metric,
                             one_sided_alternative(metric)).mark
     except UnmatchedSeedsError as e:
@@ -155,13 +156,13 @@ def table2(
     show_std: bool = False,
 ) -> Table:
     """Table 2: rows (dataset, metric), columns baselines then +SRA-CL methods, then ``Improv.``."""
-    df = at_reference(df[df["variant"].isin(["full", "no_cl"])], reference)
+    df = at_reference(df[df["variant"].isin([V.METHOD, V.BASELINE])], reference)
     if df.empty:
         raise ValueError("Table 2 needs runs with variant 'full' or 'no_cl' at the reference setting")
     agg = method_means(df, metrics)
-    cols = [(b, v) for v in ("no_cl", "full") for b in backbone_order(agg["backbone"])
+    cols = [(b, v) for v in (V.BASELINE, V.METHOD) for b in backbone_order(agg["backbone"])
             if ((agg["backbone"] == b) & (agg["variant"] == v)).any()]
-    has_improv = {"full", "no_cl"} <= {v for _, v in cols}
+    has_improv = {V.METHOD, V.BASELINE} <= {v for _, v in cols}
     header = [Cell("Dataset"), Cell("Metric")] + [Cell(method_name(b, v)) for b, v in cols]
     header += [Cell("Improv.")] if has_improv else []
     rows, notes = [], []
@@ -202,7 +203,7 @@ def table3(
     if df.empty:
         raise ValueError("Table 3 needs runs of the ablation variants at the reference setting")
     if backbones is None:  # the backbones that have ablation runs, else all
-        abl = df.loc[~df["variant"].isin(["full", "no_cl"]), "backbone"]
+        abl = df.loc[~df["variant"].isin([V.METHOD, V.BASELINE]), "backbone"]
         backbones = abl.unique().tolist() if len(abl) else df["backbone"].unique().tolist()
     df = df[df["backbone"].isin(list(backbones))]
     agg = method_means(df, metrics)
@@ -236,15 +237,15 @@ def significance_table(
     reference: Mapping[str, Any] | None = None,
 ) -> Table:
     """Each backbone +SRA-CL vs itself per dataset: means, Improv., paired t (two- and one-sided)."""
-    df = at_reference(df[df["variant"].isin(["full", "no_cl"])], reference)
+    df = at_reference(df[df["variant"].isin([V.METHOD, V.BASELINE])], reference)
     header = [Cell(h) for h in ("Dataset", "Backbone", "Metric", "Backbone alone", "+SRA-CL",
                                 "Improv.", "Better", "t", "p (two-sided)", "p (one-sided)", "n")]
     rows, notes = [], []
     for dataset in sorted(df["dataset"].unique()):
         for b in backbone_order(df.loc[df["dataset"] == dataset, "backbone"]):
             for metric in metrics:
-                t_sel = {"dataset": dataset, "backbone": b, "variant": "full"}
-                b_sel = {"dataset": dataset, "backbone": b, "variant": "no_cl"}
+                t_sel = {"dataset": dataset, "backbone": b, "variant": V.METHOD}
+                b_sel = {"dataset": dataset, "backbone": b, "variant": V.BASELINE}
                 if select(df, t_sel).empty or select(df, b_sel).empty:
                     continue  # this backbone was run with or without SRA-CL only
                 try:
@@ -265,7 +266,7 @@ def significance_table(
 
 
 # (treatment, baseline) variant pairs of the per-user table, each at exclude_same_user=false.
-PER_USER_PAIRS = (("full", "no_cl"), ("full", "no_cs"), ("full", "no_is"), ("full", "unlearnable"))
+PER_USER_PAIRS = tuple((V.METHOD, v) for v in V.NAMES if v != V.METHOD)
 
 
 def _fmt_p(p: float, mark: str = "") -> str:
@@ -285,9 +286,9 @@ def per_user_arms(df: pd.DataFrame, dataset: str, backbone: str) -> list[tuple[d
         return where | ({EXCLUDE_SAME_USER: xsu} if has_xsu else {})
     present = lambda where: not select(df, where).empty  # noqa: E731
     pairs = [(sel(t), sel(b)) for t, b in PER_USER_PAIRS if present(sel(t)) and present(sel(b))]
-    if has_xsu and present(sel("full", True)):
-        pairs += [(sel("full"), sel("full", True))] if present(sel("full")) else []
-        pairs += [(sel("full", True), sel("no_cl"))] if present(sel("no_cl")) else []
+    if has_xsu and present(sel(V.METHOD, True)):
+        pairs += [(sel(V.METHOD), sel(V.METHOD, True))] if present(sel(V.METHOD)) else []
+        pairs += [(sel(V.METHOD, True), sel(V.BASELINE))] if present(sel(V.BASELINE)) else []
     return pairs
 
 

@@ -49,12 +49,12 @@ from pathlib import Path
 import numpy as np
 
 from _record import Record, add_args, jsonable
+from sracl_ray.variants import NAMES as VARIANTS  # noqa: E402 - the one list of variants
 
 REPO = Path(__file__).resolve().parents[1]
 PAYLOAD = REPO / ".gpu_payload"
 BEAUTY = REPO.parent / "shared" / "data" / "beauty"
 VECTORS_NAME = "beauty_items_minilm.npy"
-VARIANTS = ("full", "no_cl", "no_cs", "no_is", "unlearnable")
 SMOKE_USERS = 60
 XSU_KEY = "semantic.exclude_same_user"
 CURVE_KEYS = ("train/loss", "valid/ndcg@20", "valid/hr@20", "valid/mrr@10", "epoch_seconds")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from sracl_ray import metrics as M, variants as V
 from sracl_ray.configtools import (ConfigError, _build, _with_line, flatten, load_yaml, merge,
                                    parse_set, require, unflatten)
 from sracl_ray.semantic.settings import SECTIONS as PIPELINE_SECTIONS, PipelineConfig, pipeline_from_dict
@@ -134,13 +135,11 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
 
 
-VARIANTS = ("full", "no_cl", "no_cs", "no_is", "unlearnable")
+VARIANTS = V.NAMES  # sracl_ray/variants.py
 BACKBONES = ("sasrec", "gru4rec", "duorec")
 DATA_FORMATS = ("auto", "paper", "recbole", "amazon_raw", "yelp_raw")
-TIES = ("pessimistic", "expected")
+TIES = M.TIE_POLICIES
 CS_FORMS, CS_ANCHORS, CE_PADDING = ("release", "paper"), ("reencode", "shared"), ("exclude", "include")
-# Every metric the engine reports for each split (training/evaluate.py): <split>/<name>@<k>.
-METRIC_NAMES, METRIC_KS = ("hr", "ndcg", "mrr"), (5, 10, 20)
 SEED_MAX = (1 << 63) - 1  # train.seed range: [0, SEED_MAX] (see validate)
 # Keys that moved: the old dotted name -> the new one (the old one is rejected with this hint).
 MOVED_KEYS = {"train.mask_history": "eval.mask_history", "train.eval_batch_size": "eval.batch_size"}
@@ -155,9 +154,7 @@ def dataset_label(data: DataConfig) -> str:
 
 def loss_weights(cl: CLConfig) -> tuple[float, float]:
     """(alpha, beta) actually applied for the configured variant (no_cl: both 0, no_cs: alpha 0, no_is: beta 0)."""
-    alpha = 0.0 if cl.variant in ("no_cl", "no_cs") else cl.alpha
-    beta = 0.0 if cl.variant in ("no_cl", "no_is") else cl.beta
-    return alpha, beta
+    return V.get(cl.variant).weights(cl.alpha, cl.beta)
 
 
 # Settings that only one loss reads (training/step.py, training/inputs.py, training/fit.py).
@@ -171,14 +168,15 @@ def inert_settings(cfg: Config) -> list[str]:
     """The settings given a non-default value that do nothing for this variant and these weights, each as
     'key=value'; [] when every setting counts.  A note (sweeps cross them on purpose), not an error."""
     alpha, beta = loss_weights(cfg.cl)
+    variant = V.get(cfg.cl.variant)
     inert: list[str] = []
-    if cfg.cl.variant in ("no_cl", "no_cs"):
+    if not variant.cs:
         inert.append("cl.alpha")
-    if cfg.cl.variant in ("no_cl", "no_is"):
+    if not variant.is_:
         inert.append("cl.beta")
     if alpha == 0:
         inert += [*CS_ONLY, *SYNTH_ONLY]
-    elif cfg.cl.variant == "unlearnable":
+    elif not variant.learned_mix:
         inert += SYNTH_ONLY
     if beta == 0:
         inert += IS_ONLY
@@ -205,8 +203,8 @@ def inert_note(cfg: Config) -> str | None:
 
 
 def metric_names(split: str = "valid") -> list[str]:
-    """Every metric key the engine reports for a split, e.g. valid/ndcg@20."""
-    return [f"{split}/{m}@{k}" for m in METRIC_NAMES for k in METRIC_KS]
+    """Every metric key the engine reports for a split, e.g. valid/ndcg@20 (sracl_ray/metrics.py)."""
+    return M.keys(split)
 
 
 def device_ok(name: str) -> str | None:

@@ -41,6 +41,10 @@ FACT_COLUMNS: dict[str, pa.DataType] = {
     "semantic_fingerprint": pa.string(), "host": pa.string(), "node_id": pa.string(),
 }
 STATUSES = ("ok", "diverged", "errored", "pruned")
+STATUS_OK = STATUSES[0]
+# Columns added after stores were first written, with the value every earlier row means: read back
+# by every reader (read_files for pandas, connect for SQL), so an old row counts as one ok trial.
+BACKFILL: dict[str, tuple[Any, str]] = {"status": (STATUS_OK, "VARCHAR"), "hit_epoch_cap": (False, "BOOLEAN")}
 
 
 def _arrow_type(annotation: Any) -> pa.DataType:
@@ -204,22 +208,30 @@ def _unreadable(f: Path, exc: Exception) -> UserError:
                      f"rerun, or resume the sweep to rewrite it)")
 
 
-def read_store(path: str | Path):
-    """All rows as a pandas DataFrame (columns unioned by name; `status` 'ok' and `hit_epoch_cap`
-    False where a file predates those columns)."""
+def read_files(files: list[Path]):
+    """The rows of these trial files as one pandas DataFrame (columns unioned by name, BACKFILL
+    applied); an unreadable file is named in the error.  The one pandas reader of the store."""
     import pandas as pd
 
     frames = []
-    for f in _nonempty_store_files(path):
+    for f in files:
         try:
             frames.append(pd.read_parquet(f))
         except Exception as e:  # noqa: BLE001 - pyarrow raises several types for a truncated file
             raise _unreadable(f, e) from e
     df = pd.concat(frames, ignore_index=True)
-    df["status"] = df["status"].fillna("ok") if "status" in df.columns else "ok"
-    df["hit_epoch_cap"] = (df["hit_epoch_cap"].fillna(False).astype(bool) if "hit_epoch_cap" in df.columns
-                           else False)
+    for col, (value, _) in BACKFILL.items():
+        if col not in df.columns:
+            df[col] = value
+        elif df[col].isna().any():
+            df[col] = df[col].astype(object).where(df[col].notna(), value).astype(type(value))
     return df
+
+
+def read_store(path: str | Path):
+    """All rows of a store (a sweep dir, its results/ dir, a parent of several sweeps, or a storage URI)
+    as a pandas DataFrame (read_files)."""
+    return read_files(_nonempty_store_files(path))
 
 
 def _sandbox(con) -> None:
@@ -255,13 +267,11 @@ def connect(path: str | Path):
         raise UserError(f"results store {path}: cannot load its {len(files)} files together: "
                         f"{' '.join(str(e).split())}") from e
     cols = {r[0] for r in con.execute("DESCRIBE results").fetchall()}
-    if "status" in cols:
-        con.execute("UPDATE results SET status = 'ok' WHERE status IS NULL")
-    else:
-        con.execute("ALTER TABLE results ADD COLUMN status VARCHAR DEFAULT 'ok'")
-    if "hit_epoch_cap" in cols:
-        con.execute("UPDATE results SET hit_epoch_cap = false WHERE hit_epoch_cap IS NULL")
-    else:
-        con.execute("ALTER TABLE results ADD COLUMN hit_epoch_cap BOOLEAN DEFAULT false")
+    for col, (value, sql_type) in BACKFILL.items():  # the same backfill as read_files, in SQL
+        literal = {True: "true", False: "false"}.get(value, f"'{value}'") if isinstance(value, (bool, str)) else value
+        if col in cols:
+            con.execute(f"UPDATE results SET {col} = {literal} WHERE {col} IS NULL")
+        else:
+            con.execute(f"ALTER TABLE results ADD COLUMN {col} {sql_type} DEFAULT {literal}")
     _sandbox(con)
     return con

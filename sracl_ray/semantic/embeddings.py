@@ -99,12 +99,6 @@ class TextEncoder:
         return np.concatenate(parts)
 
 
-def encode_texts(texts: Sequence[str], model: str = "", pooling: str = "mean", device: str = "cpu",
-                 batch_size: int = 64) -> np.ndarray:
-    """Pure helper: load the model and embed texts in this process."""
-    return TextEncoder(model, pooling, device).encode(texts, batch_size)
-
-
 class Embedder:
     """Ray Data callable: loads the model once per actor, embeds one batch of (row, text).
 

@@ -18,19 +18,8 @@ import pandas as pd
 
 from sracl_ray.data.split import Split
 from sracl_ray.errors import UserError
+from sracl_ray.semantic.settings import PromptConfig
 from sracl_ray.semantic.units import unit_histories
-
-
-@dataclass(frozen=True)
-class PromptConfig:
-    # Training sequences quoted in an item prompt (paper: 10; 5 keeps a prompt inside 2k tokens).
-    n_item_seqs: int = 5
-    # Items per quoted sequence, the item itself included (paper: 10).
-    max_seq_items: int = 10
-    # Characters kept of an item description (paper: 500).
-    desc_chars: int = 500
-    # Characters kept of a title inside a list (long Amazon titles would crowd out the rest).
-    title_chars: int = 120
 
 
 @dataclass(frozen=True)

@@ -14,10 +14,21 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from sracl_ray.configtools import _build, require
-from sracl_ray.semantic.prompts import PromptConfig
 
 BACKENDS = ("openai", "vllm", "raw")
 POOLINGS = ("mean", "cls_pooler")
+
+
+@dataclass(frozen=True)
+class PromptConfig:
+    # Training sequences quoted in an item prompt (paper: 10; 5 keeps a prompt inside 2k tokens).
+    n_item_seqs: int = 5
+    # Items per quoted sequence, the item itself included (paper: 10).
+    max_seq_items: int = 10
+    # Characters kept of an item description (paper: 500).
+    desc_chars: int = 500
+    # Characters kept of a title inside a list (long Amazon titles would crowd out the rest).
+    title_chars: int = 120
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from sracl_ray import config as C
+from sracl_ray import config as C, variants as V
 from sracl_ray.config import Config, ConfigError
 from sracl_ray.configtools import _with_line, check_keys, where
 
@@ -332,8 +332,8 @@ def prepare_groups(exp: Experiment) -> dict[str, Config]:
     for point in points:
         cfg = trial_config(base, point)
         key = prepare_key(cfg)
-        rank = (cfg.cl.variant != "no_cl", cfg.cl.k)
-        if key not in groups or rank > (groups[key].cl.variant != "no_cl", groups[key].cl.k):
+        rank = (V.get(cfg.cl.variant).uses_cl, cfg.cl.k)
+        if key not in groups or rank > (V.get(groups[key].cl.variant).uses_cl, groups[key].cl.k):
             groups[key] = cfg
     return groups
 

@@ -8,10 +8,8 @@ A non-finite score (NaN, +inf, -inf) ranks last: such candidates never beat a fi
 a target whose own score is not finite ranks below every finite candidate, tied with the other
 non-finite ones.  So a model that outputs NaN or a constant cannot score well by accident.
 
-Two tie policies (`eval.ties`):
-  pessimistic  every tied candidate ranks above the target: rank = greater + ties (default)
-  expected     the exact expectation of each metric when ties are broken uniformly at random:
-               the rank is uniform on {greater, ..., greater + ties}, computed in closed form.
+The metrics' credit and the two tie policies (`eval.ties`: pessimistic, the default, counts every
+tie against the target; expected is the exact mean under uniform tie-breaking) are sracl_ray/metrics.py's.
 A constant-score model over I items thus gets HR@10 = 0 (pessimistic) or exactly 10 / I (expected).
 """
 from __future__ import annotations
@@ -21,11 +19,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from sracl_ray import metrics as M
 from sracl_ray.errors import UserError
 from sracl_ray.models.base import SeqRecModel
 
-KS = (5, 10, 20)
-TIE_POLICIES = ("pessimistic", "expected")
+KS = M.KS
+TIE_POLICIES = M.TIE_POLICIES
 
 
 @dataclass(frozen=True)
@@ -87,36 +86,16 @@ def rank_targets(model: SeqRecModel, hist: torch.Tensor, target: torch.Tensor, s
     return Ranks(as_np(greater), as_np(ties))
 
 
-def _weights(metric: str, k: int) -> np.ndarray:
-    """Per-rank credit at ranks 0..k-1 (0 beyond): hr 1, ndcg 1/log2(r+2), mrr 1/(r+1)."""
-    r = np.arange(k, dtype=np.float64)
-    if metric == "hr":
-        return np.ones(k)
-    if metric == "ndcg":
-        return 1.0 / np.log2(r + 2.0)
-    if metric == "mrr":
-        return 1.0 / (r + 1.0)
-    raise ValueError(f"unknown metric {metric!r}")
-
-
 def per_user(ranks: Ranks | np.ndarray, metric: str, k: int, ties: str = "pessimistic") -> np.ndarray:
-    """[U] each user's value of metric@k (a plain array of ranks means ranks without ties)."""
+    """[U] each user's value of metric@k (a plain array of ranks means ranks without ties); the credit
+    and the tie policies are sracl_ray/metrics.py's."""
     if not isinstance(ranks, Ranks):
         ranks = Ranks(np.asarray(ranks, np.int64), np.zeros(len(ranks), np.int64))
-    if ties not in TIE_POLICIES:
-        raise ValueError(f"ties must be one of {TIE_POLICIES}, got {ties!r}")
-    w = _weights(metric, k)
-    cum = np.concatenate([[0.0], np.cumsum(w)])  # cum[j] = credit of ranks 0..j-1
-    if ties == "pessimistic":
-        r = ranks.pessimistic
-        return np.where(r < k, w[np.minimum(r, k - 1)], 0.0)
-    lo = np.minimum(ranks.greater, k)  # the rank is uniform on [greater, greater + ties]
-    hi = np.minimum(ranks.greater + ranks.ties + 1, k)
-    return (cum[hi] - cum[lo]) / (ranks.ties + 1.0)
+    return M.per_user(ranks.greater, ranks.ties, metric, k, ties)
 
 
 def metrics_from_ranks(ranks: Ranks | np.ndarray, prefix: str, ks=KS, ties: str = "pessimistic") -> dict[str, float]:
     """{prefix/hr@k, prefix/ndcg@k, prefix/mrr@k} averaged over users."""
     if len(ranks) == 0:
         raise UserError(f"no users to evaluate on the {prefix} split (empty input)")
-    return {f"{prefix}/{m}@{k}": float(per_user(ranks, m, k, ties).mean()) for k in ks for m in ("hr", "ndcg", "mrr")}
+    return {f"{prefix}/{m}@{k}": float(per_user(ranks, m, k, ties).mean()) for k in ks for m in M.NAMES}

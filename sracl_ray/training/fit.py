@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sracl_ray import variants as V
 from sracl_ray.config import Config, to_dict
 from sracl_ray.errors import NonFiniteError
 from sracl_ray.manifest import atomic_write, atomic_write_text, code_version
@@ -48,7 +49,7 @@ def build_modules(cfg: Config, prep: Prepared, dd: DeviceData, device: torch.dev
     """The backbone plus, when L_CS is learnable, the semantic synthesis head."""
     modules = {"model": build_model(cfg.model, prep.split.n_items, prep.split.max_len).to(device)}
     alpha, _ = loss_weights(cfg.cl)
-    if alpha > 0 and cfg.cl.variant != "unlearnable":
+    if alpha > 0 and V.get(cfg.cl.variant).learned_mix:
         modules["synth"] = SemanticSynthesis(dd.sem_dim, cfg.model.hidden, cfg.cl.attn_dropout).to(device)
     return modules
 

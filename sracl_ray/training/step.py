@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sracl_ray import variants as V
 from sracl_ray.config import Config
 from sracl_ray.models.base import SeqRecModel
 from sracl_ray.models.sracl import SemanticSynthesis, cs_loss, is_loss, loss_weights, substitute
@@ -74,7 +75,7 @@ def step_losses(model: SeqRecModel, synth: SemanticSynthesis | None, dd: DeviceD
                 cfg: Config, gen: torch.Generator) -> StepLosses:
     """L_Rec + alpha L_CS + beta L_IS (+ the backbone's own auxiliary loss) for samples idx."""
     alpha, beta = loss_weights(cfg.cl)
-    unlearnable = cfg.cl.variant == "unlearnable"
+    unlearnable = not V.get(cfg.cl.variant).learned_mix  # one random neighbour instead of the mix
     hist = dd.hist[idx]  # [B, L]
     b, width = hist.shape
     parts = [hist]

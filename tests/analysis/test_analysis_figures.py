@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from matplotlib.container import BarContainer, ErrorbarContainer
 
-from analysis.figures import hparam_values, plot_alpha_beta, plot_hparam, plot_k, plot_model_agnostic
+from analysis.figures import hparam_values, plot_hparam, plot_model_agnostic
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -71,7 +71,7 @@ def test_fig5_alpha_lines_read_back(loaded, store, tmp_path: Path):
 
 
 def test_fig5_alpha_beta_grid(loaded, tmp_path: Path):
-    fig = plot_alpha_beta(loaded, tmp_path / "fig5ab.png")
+    fig = plot_hparam(loaded, tmp_path / "fig5ab.png", ("alpha", "beta"))
     assert (tmp_path / "fig5ab.png").is_file()
     assert {a.get_xlabel() for a in fig.axes} == {"alpha", "beta"}
     beta_axes = [a for a in fig.axes if a.get_xlabel() == "beta"]
@@ -81,7 +81,7 @@ def test_fig5_alpha_beta_grid(loaded, tmp_path: Path):
 def test_fig6_k_lines_read_back(loaded, store, tmp_path: Path):
     _, rows = store
     full = rows[(rows.variant == "full") & (rows.alpha == 0.1)]
-    fig = plot_k(loaded, tmp_path / "fig6.png")
+    fig = plot_hparam(loaded, tmp_path / "fig6.png", ("k",))
     assert (tmp_path / "fig6.png").read_bytes()[:8] == PNG
     ax = _ax(fig, "beauty", "HR@20", "k")
     (line,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]

@@ -77,6 +77,21 @@ def test_store_without_or_with_partial_status_columns_reads_as_ok(tmp_path, conf
     assert df["status"].notna().all() and df["hit_epoch_cap"].dtype == bool
 
 
+def test_every_store_reader_backfills_old_rows_the_same_way(tmp_path, conf):
+    """One reader (results/store.read_files) behind `results`, SQL and analysis: an old row (no status,
+    no hit_epoch_cap) reads as ok / false everywhere, beside a new diverged row."""
+    from sracl_ray.results import store as RS
+
+    root = small_store(conf, tmp_path / "sweep")
+    conf.write_row(root / "results", failed_rows(conf)[0])
+    frames = {"read_store": RS.read_store(root), "load_store": load_store(root),
+              "sql": RS.connect(root).execute("SELECT * FROM results").df()}
+    for name, df in frames.items():
+        counts = df["status"].value_counts().to_dict()
+        assert counts == {"ok": 24, "diverged": 1}, name
+        assert df["hit_epoch_cap"].dtype == bool and int(df["hit_epoch_cap"].sum()) == 1, name
+
+
 def test_tables_and_aggregates_skip_failed_rows_given_directly(store, tmp_path, conf):
     root, rows = store
     df = pd.concat([pd.DataFrame(rows).assign(status="ok"), pd.DataFrame(failed_rows(conf))], ignore_index=True)

@@ -55,3 +55,53 @@ def test_mask_history_excludes_seen_items_but_never_the_target():
     assert rank_targets(model, hist, target).pessimistic.tolist() == [3]
     seen = torch.tensor([[2, 3, 4, 0]])  # items 2 and 3 were seen; the target 4 too
     assert rank_targets(model, hist, target, seen).pessimistic.tolist() == [1]
+
+
+# --- sracl_ray/metrics.py: the one place of each metric --------------------------------------------
+
+def test_metrics_module_credit_matches_an_independent_formula():
+    from sracl_ray import metrics as M
+
+    ranks = np.array([0, 1, 4, 9, 10, 25])
+    for k in M.KS:
+        hr = (ranks < k).astype(float)
+        ndcg = np.where(ranks < k, 1 / np.log2(ranks + 2.0), 0.0)
+        mrr = np.where(ranks < k, 1 / (ranks + 1.0), 0.0)
+        for name, want in (("hr", hr), ("ndcg", ndcg), ("mrr", mrr)):
+            got = M.per_user(ranks, np.zeros_like(ranks), name, k)
+            np.testing.assert_allclose(got, want)
+    with pytest.raises(ValueError, match="unknown metric"):
+        M.credit("precision", 10)
+
+
+def test_metric_keys_parse_and_direction_come_from_one_place():
+    from sracl_ray import config as C, metrics as M
+
+    assert C.metric_names("test") == M.keys("test") == [f"test/{n}@{k}" for n in M.NAMES for k in M.KS]
+    assert C.TIES == M.TIE_POLICIES
+    assert M.parse("test/ndcg@20") == ("test", "ndcg", 20) and M.parse("HR@5") == (None, "hr", 5)
+    for bad in ("test/precision@10", "ndcg", "test/ndcg@x", "test/ndcg@"):
+        with pytest.raises(ValueError):
+            M.parse(bad)
+    assert M.higher_is_better("valid/mrr@10") and not M.higher_is_better("train/loss")
+
+
+def test_sparsity_groups_use_the_trials_tie_policy_and_agree_with_the_engine():
+    """Fig. 7 used its own formula on pessimistic ranks: under eval.ties=expected it disagreed with the
+    tables.  Now every group of one bin equals the engine's metric over the same users."""
+    import pandas as pd
+
+    from analysis.sparsity import group_metrics
+    from sracl_ray.training.evaluate import Ranks, metrics_from_ranks
+
+    greater = np.array([0, 3, 8, 0, 15])
+    ties = np.array([5, 0, 4, 0, 10])
+    table = pd.DataFrame({"train_len": [3] * 5, "rank_test": greater + ties, "ties_test": ties})
+    for policy in ("pessimistic", "expected"):
+        want = metrics_from_ranks(Ranks(greater, ties), "test", ties=policy)
+        g = group_metrics(table, ["test/hr@10", "test/ndcg@20"], edges=(7, 10), ties=policy)
+        assert g.loc[0, "test/hr@10"] == pytest.approx(want["test/hr@10"])
+        assert g.loc[0, "test/ndcg@20"] == pytest.approx(want["test/ndcg@20"])
+    exp = group_metrics(table, ["hr@10"], edges=(7, 10), ties="expected").loc[0, "hr@10"]
+    pes = group_metrics(table, ["hr@10"], edges=(7, 10), ties="pessimistic").loc[0, "hr@10"]
+    assert exp > pes  # the ties count for something under expected

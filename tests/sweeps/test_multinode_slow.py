@@ -43,7 +43,7 @@ def cluster3():
 def test_embed_stage_on_three_one_cpu_nodes(cluster3):
     import ray
 
-    from sracl_ray.semantic.embeddings import embed_texts, encode_texts
+    from sracl_ray.semantic.embeddings import TextEncoder, embed_texts
     from sracl_ray.semantic.settings import EmbedConfig
 
     assert len([n for n in ray.nodes() if n["Alive"]]) == 3 and ray.cluster_resources()["CPU"] == 3
@@ -52,7 +52,7 @@ def test_embed_stage_on_three_one_cpu_nodes(cluster3):
     one = embed_texts(texts, EmbedConfig(actors=1, batch_size=8), progress=False, rows_per_block=8)
     three = embed_texts(texts, EmbedConfig(actors=3, batch_size=8), progress=False, rows_per_block=8)
     assert time.monotonic() - t0 < 240  # the old per-actor share (3 CPUs) never started at all
-    local = encode_texts(texts[:5], batch_size=8)
+    local = TextEncoder("", "mean", "cpu").encode(texts[:5], 8)
     assert one.shape == three.shape == (40, local.shape[1])
     np.testing.assert_allclose(one, three, atol=1e-5)
     np.testing.assert_allclose(one[:5], local, atol=1e-5)
