@@ -57,7 +57,8 @@ def test_expected_scripts_exist():
 
 # Scripts whose smoke run another test drives in-process (and checks with check_record), so the
 # default tier does not pay for them twice.
-SMOKED_ELSEWHERE = {"quickstart_time": "tests/sweeps/test_quickstart.py"}
+SMOKED_ELSEWHERE = {"quickstart_time": "tests/sweeps/test_quickstart.py",
+                    "reproduce_gpu": "tests/benchmarks/test_reproduce_gpu_smoke.py"}
 
 
 def check_record(rec: dict, stem: str) -> None:

@@ -36,9 +36,14 @@ def _run(tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
 
 
 def test_smoke_study_writes_a_store_the_report_reads(tmp_path: Path):
+    from tests.benchmarks.test_benchmark_smoke import check_record, results_listing
+
+    before = results_listing()
     proc = _run(tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     raw = json.loads((tmp_path / "raw.json").read_text())
+    check_record(raw, "reproduce_gpu")  # the benchmark-smoke check, so test_smoke need not run it again
+    assert results_listing() == before, "a smoke run wrote into benchmarks/results"
     assert raw["complete"] and raw["smoke"] and raw["results"]["n_ok"] == 2
     trials = raw["results"]["trials"]
     assert set(trials) == {"full-s1", "no_cl-s1"}
