@@ -39,13 +39,13 @@ def rate(fn, items: list[str]) -> float:
     return len(items) / (time.perf_counter() - t)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=600)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=64)
     add_args(ap)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.smoke:
         args.n, args.threads, args.batch_size = 16, 1, 8
     import torch
@@ -56,7 +56,7 @@ def main() -> None:
     from sracl_ray.semantic.settings import EmbedConfig
 
     torch.set_num_threads(args.threads)
-    rec = Record("embed_speed", args)
+    rec = Record("embed_speed", args, argv)
     items = texts(args.n)
     enc = TextEncoder()
     tok = enc.st.tokenizer

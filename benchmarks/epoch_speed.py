@@ -83,7 +83,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=str(BEAUTY), help="dataset dir (default: shared Beauty)")
     ap.add_argument("--users", type=int, default=1500, help="user slice; 0 = all")
@@ -95,16 +95,16 @@ def main() -> None:
     ap.add_argument("--full-epoch", action="store_true", help="also time one whole engine epoch")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     add_args(ap)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="epoch_speed_") as tmp:
         if args.smoke:  # the packaged sample, a random artifact, 1 timed step of 32 samples
             args.data, args.users, args.steps, args.batch_size, args.device, args.threads = \
                 str(SAMPLE_DIR), SMOKE_USERS, 1, 32, "cpu", 1
             args.artifact = str(random_artifact(SMOKE_USERS, Path(tmp) / "artifact"))
-        run(args)
+        run(args, argv)
 
 
-def run(args) -> None:
+def run(args, argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     sets = [f"data.path={args.data}", f"train.length_buckets={args.buckets}", f"train.device={args.device}",
@@ -114,7 +114,7 @@ def run(args) -> None:
     cfg = load(None, sets)
     prep = prepare_inputs(cfg)
     device = resolve_device(cfg.train.device)
-    rec = Record("epoch_speed", args)
+    rec = Record("epoch_speed", args, argv)
     rec.gpu(torch.cuda.get_device_name(device) if device.type == "cuda" else None)
     pad = 1 - (prep.split.sample_hist > 0).mean()
     for key, value in (("data", prep.data.name), ("users", prep.data.n_users), ("train_samples", prep.split.n_samples),

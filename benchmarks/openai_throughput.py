@@ -93,14 +93,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=32, help="prompts per set")
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--concurrency", type=int, default=4)
     ap.add_argument("--ray-cpus", type=int, default=2, help="CPUs of the local Ray")
     add_args(ap)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.smoke:
         args.n, args.max_tokens, args.concurrency, args.ray_cpus = 4, 8, 2, 1
     from sracl_ray.config import DataConfig
@@ -111,7 +111,7 @@ def main() -> None:
     from sracl_ray.semantic.settings import PipelineConfig, SummaryConfig
     from sracl_ray.semantic.summaries import run_summaries
 
-    rec = Record("openai_throughput", args)
+    rec = Record("openai_throughput", args, argv)
     if args.smoke:
         server = start_fake_server()
         rec.log("server", "fake OpenAI-compatible loopback server (canned answers)")

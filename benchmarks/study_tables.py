@@ -139,13 +139,13 @@ def markdown(arms: dict, comps: dict, det: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("storage", nargs="?", default="runs/study",
                     help="the study's sweep storage dir, or a dir holding several (e.g. seeds 1-3 and 4-6)")
     add_args(ap)
-    args = ap.parse_args()
-    rec = Record("study_tables", args)
+    args = ap.parse_args(argv)
+    rec = Record("study_tables", args, argv)
     tmp = None
     storage = Path(args.storage)
     if args.smoke:
