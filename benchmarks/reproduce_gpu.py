@@ -155,10 +155,10 @@ def _prepared(cfg):
 
 
 def _row(result: dict, cfg, task: dict, sweep: Path, out_dir: Path) -> None:
+    """The trial's one results row, written as every trial runner writes it (results/store.record_trial)."""
     from sracl_ray.results import store
 
-    ranks = str((out_dir / "ranks.parquet").relative_to(sweep)) if result.get("status", "ok") == "ok" else None
-    store.write_row(sweep, store.trial_row(result, cfg, task["trial_id"], task["experiment"], ranks))
+    store.record_trial(sweep, task["trial_id"], task["experiment"], cfg, result, out_dir)
 
 
 def run_trial(task: dict) -> dict:
@@ -167,6 +167,8 @@ def run_trial(task: dict) -> dict:
 
     from sracl_ray.config import load
     from sracl_ray.errors import NonFiniteError
+    from sracl_ray.results import store
+    from sracl_ray.secrets import scrub
     from sracl_ray.training.fit import fit
 
     t0 = time.time()
@@ -196,13 +198,13 @@ def run_trial(task: dict) -> dict:
                        metrics={k: round(v, 5) for k, v in result["metrics"].items()})
     except DeadlineReached as e:  # no row: the trial did not finish; fit()'s checkpoint lets a rerun resume
         summary.update(status="stopped_at_budget", error=str(e))
-    except NonFiniteError as e:
-        summary.update(status="diverged", error=str(e))
-        _row({"status": "diverged", "error": str(e)}, cfg, task, sweep, out_dir)
-    except Exception as e:  # noqa: BLE001 - one failed trial must not end the study
-        summary.update(status="errored", error=f"{type(e).__name__}: {e}"[:500], traceback=traceback.format_exc())
+    except Exception as e:  # noqa: BLE001 - one failed trial (diverged or errored) must not end the study
+        failed = store.failure_result(e)
+        summary.update(status=failed["status"], error=failed["error"])
+        if not isinstance(e, NonFiniteError):
+            summary["traceback"] = scrub(traceback.format_exc())
         if cfg is not None:
-            _row({"status": "errored", "error": f"{type(e).__name__}: {e}"}, cfg, task, sweep, out_dir)
+            _row(failed, cfg, task, sweep, out_dir)
     if curve:
         summary["epoch_s_mean"] = round(float(np.mean([c.get("epoch_seconds", np.nan) for c in curve])), 3)
     if torch.cuda.is_available():

@@ -94,6 +94,35 @@ def trial_row(result: Mapping[str, Any], cfg: C.Config, trial_id: str, experimen
     return row
 
 
+def failure_result(exc: BaseException) -> dict[str, Any]:
+    """A failed trial's result for trial_row: diverged (a non-finite loss) or errored (any other
+    failure: its one line, scrubbed of secrets, and the host it ran on)."""
+    import socket
+
+    from sracl_ray.errors import NonFiniteError, error_line
+    from sracl_ray.secrets import scrub
+
+    if isinstance(exc, NonFiniteError):
+        return {"status": "diverged", "error": scrub(str(exc))}
+    return {"status": "errored", "error": scrub(error_line(exc)), "host": socket.gethostname()}
+
+
+def record_trial(storage: str | Path, trial_id: str, experiment: str, cfg: C.Config, result: Mapping[str, Any],
+                 out_dir: Path, node_id: str | None = None) -> str:
+    """A trial's one row from its result (fit()'s, or failure_result's): the ranks path stored relative
+    to the storage (so a copied or synced sweep stays readable).  Every trial runner ends here: the
+    Tune trainable (sweeps/trainable.py) and the GPU study without Ray (benchmarks/reproduce_gpu.py)."""
+    if S.is_uri(storage):
+        ranks = L.ranks_relpath(trial_id)  # where the trainable's sync put the file
+    else:
+        ranks = result.get("ranks_path") or str(Path(out_dir) / L.RANKS_FILENAME)
+        try:
+            ranks = str(Path(ranks).resolve().relative_to(Path(storage).resolve()))
+        except ValueError:
+            pass
+    return write_row(storage, trial_row(result, cfg, trial_id, experiment, ranks, node_id))
+
+
 def row_table(row: Mapping[str, Any]) -> pa.Table:
     types = {**FACT_COLUMNS, **config_schema()}
     cols, fields = {}, []

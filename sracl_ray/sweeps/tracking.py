@@ -10,6 +10,8 @@ from typing import Any, Callable
 from ray.tune import Callback
 from ray.tune.logger import TBXLoggerCallback
 
+from sracl_ray.errors import _EXC_LINE, MAX_ERROR_CHARS, cause_of, error_line  # noqa: F401 - re-exported
+
 log = logging.getLogger(__name__)
 
 
@@ -17,35 +19,7 @@ def print_line(line: str) -> None:
     print(line, flush=True)
 
 
-MAX_ERROR_CHARS = 300
 _NODE_LOST = re.compile(r"node (was terminated|died|is dead|has died)", re.I)
-_EXC_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)(\(\w+\))?: ")
-
-
-def cause_of(exc: BaseException) -> BaseException:
-    """The user's exception inside Ray's RayTaskError(X) wrapper, which hides X's attributes
-    (an OSError's filename among them)."""
-    for _ in range(8):
-        inner = getattr(exc, "cause", None) if type(exc).__name__.startswith("RayTaskError") else None
-        if not isinstance(inner, BaseException):
-            break
-        exc = inner
-    return exc
-
-
-def error_line(exc: BaseException) -> str:
-    """One line for an exception: an OSError keeps its path (`path: strerror`)."""
-    from sracl_ray.errors import one_line
-
-    cause = cause_of(exc)
-    if isinstance(cause, OSError) and cause.filename:
-        text = f"{cause.filename}: {cause.strerror or cause}"
-    else:
-        text = f"{type(cause).__name__}: {cause}"
-        last = [ln for ln in str(cause).splitlines() if _EXC_LINE.match(ln.strip())]
-        text = last[-1].strip() if last else text  # a traceback text: its final `XError: ...` line
-    text = one_line(text)
-    return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 3] + "..."
 
 
 def trial_error_line(trial: Any) -> str:

@@ -23,7 +23,6 @@ import dataclasses
 import json
 import logging
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +38,8 @@ from sracl_ray.sweeps.experiment import prepare_key, trial_config
 log = logging.getLogger(__name__)
 
 from sracl_ray.results.layout import (CHECKPOINT_DIRNAME, DIVERGED_FILENAME, MARKER_FILENAME,  # noqa: E402
-                                     POINTER_FILENAME, RANKS_FILENAME, RESULT_FILENAME, SYNCED_OUTPUTS, TRIALS_DIRNAME,
-                                     ranks_relpath, trial_outputs)
+                                     POINTER_FILENAME, RESULT_FILENAME, SYNCED_OUTPUTS, TRIALS_DIRNAME,
+                                     trial_outputs)
 
 
 @dataclass(frozen=True)
@@ -269,23 +268,15 @@ def node_id() -> str | None:
 
 
 def write_store_row(spec: TrialSpec, trial_id: str, cfg: C.Config, result: Mapping[str, Any], out_dir: Path) -> None:
-    if S.is_uri(spec.storage):  # relative to the storage URI; TrialFiles.push put the file there
-        ranks = ranks_relpath(trial_id)
-    else:
-        ranks = result.get("ranks_path") or str(out_dir / RANKS_FILENAME)
-        try:  # relative to the storage dir, so a copied or synced sweep dir stays readable
-            ranks = str(Path(ranks).resolve().relative_to(Path(spec.storage).resolve()))
-        except ValueError:
-            pass
-    store.write_row(spec.storage, store.trial_row(result, cfg, trial_id, spec.experiment, ranks, node_id()))
+    store.record_trial(spec.storage, trial_id, spec.experiment, cfg, result, out_dir, node_id())
 
 
-def record_divergence(spec: TrialSpec, trial_id: str, cfg: C.Config, files: TrialFiles, error: str) -> None:
+def record_divergence(spec: TrialSpec, trial_id: str, cfg: C.Config, files: TrialFiles, exc: NonFiniteError) -> None:
     """A diverged trial: its store row (status diverged, no metrics) and the fast-fail marker."""
     out_dir = files.local
-    atomic_write_text(out_dir / DIVERGED_FILENAME, json.dumps({"config": _plain(C.to_dict(cfg)), "error": error}))
+    atomic_write_text(out_dir / DIVERGED_FILENAME, json.dumps({"config": _plain(C.to_dict(cfg)), "error": str(exc)}))
     files.push(DIVERGED_FILENAME)
-    write_store_row(spec, trial_id, cfg, {"status": "diverged", "error": error}, out_dir)
+    write_store_row(spec, trial_id, cfg, store.failure_result(exc), out_dir)
 
 
 def sweep_trial(config: dict[str, Any], *, prepared: Mapping[str, Any], spec: TrialSpec, engine: Engine) -> None:
@@ -313,12 +304,8 @@ def sweep_trial(config: dict[str, Any], *, prepared: Mapping[str, Any], spec: Tr
 def record_error(spec: TrialSpec, trial_id: str, cfg: C.Config, out_dir: Path, exc: BaseException) -> None:
     """An errored attempt's store row (status errored, the error's one line, this node); a retry that
     succeeds overwrites it with its ok row.  Writing the row must never hide the error itself."""
-    from sracl_ray.secrets import scrub
-    from sracl_ray.sweeps.tracking import error_line
-
     try:
-        write_store_row(spec, trial_id, cfg, {"status": "errored", "error": scrub(error_line(exc)),
-                                              "host": socket.gethostname()}, out_dir)
+        write_store_row(spec, trial_id, cfg, store.failure_result(exc), out_dir)
     except Exception:  # noqa: BLE001
         log.warning("trial %s: could not write its errored row", trial_id, exc_info=True)
 
@@ -368,6 +355,6 @@ def _run_trial(cfg: C.Config, trial_id: str, files: TrialFiles, prepared: Mappin
     try:
         result = engine.fit(cfg, out_dir, report=report, prepared=prep, resume=True)
     except NonFiniteError as e:  # the trial ends as errored in Tune, never best; the store says why
-        record_divergence(spec, trial_id, cfg, files, str(e))
+        record_divergence(spec, trial_id, cfg, files, e)
         raise
     write_store_row(spec, trial_id, cfg, result, out_dir)  # the complete result.json (same row, rewritten)

@@ -111,3 +111,26 @@ def test_queued_past_the_budget_and_bad_settings(driver, tmp_path: Path):
     assert s["status"] == "not_started" and s["curve"] == []
     s = driver.run_trial(_task(driver, tmp_path / "b", deadline=1e18, extra=("train.epochz=3",)))
     assert s["status"] == "errored" and "epochz" in s["error"]
+
+
+def test_errored_trial_row_is_the_trainables_row(driver, tmp_path: Path, monkeypatch):
+    """The GPU study records a failed trial as the Tune trainable does (results/store.failure_result and
+    record_trial): status errored, the error's one line scrubbed of the API key, the host."""
+    import socket
+
+    from sracl_ray.results import store
+    from sracl_ray.training import fit as fit_mod
+
+    key = "sk-study-secret-0123456789"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+
+    def boom(*a, **k):
+        raise RuntimeError(f"endpoint refused key {key}")
+
+    monkeypatch.setattr(fit_mod, "fit", boom)
+    task = _task(driver, tmp_path, deadline=1e18)
+    s = driver.run_trial(task)
+    assert s["status"] == "errored" and key not in s["error"] and key not in s.get("traceback", "")
+    row = store.read_store(Path(task["sweep"])).iloc[0]
+    assert row["status"] == "errored" and row["host"] == socket.gethostname()
+    assert "RuntimeError: endpoint refused key" in row["error"] and key not in row["error"]
