@@ -22,6 +22,7 @@ training run (that is the over-seeds t-test's question).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ from sracl_ray import metrics as M
 from sracl_ray.errors import UserError
 
 N_RESAMPLES = 10_000
+HIERARCHICAL_RESAMPLES = 2_000  # each draws seeds, then users: U x S values per resample
 CONFIDENCE = 0.95
 BOOTSTRAP_SEED = 0
 METHOD_NOTE = ("Per-user tests: each arm's per-user values averaged over its seeds, then paired over the "
@@ -72,6 +74,11 @@ class PerUserResult:
     wilcoxon_p: float
     better: str  # "treatment" | "baseline" | "tie"
     mark: str  # from the Wilcoxon p: "**" p < 0.01, "*" p < 0.05
+    # seeds and users resampled together (analysis/inference.hierarchical_bootstrap); NaN below 2 seeds per arm
+    seeds_ci_low: float = math.nan
+    seeds_ci_high: float = math.nan
+    seeds_p: float = math.nan
+    paired_seeds: bool = False
 
     def as_dict(self) -> dict:
         """Plain dict, for DataFrames."""
@@ -177,9 +184,9 @@ def check_same_users(arms: Mapping[str, pd.DataFrame]) -> None:
                                  f"(data_fingerprint {shown}); per-user tests need the same test users")
 
 
-def arm_values(rows: pd.DataFrame, metric: str, label: str,
-               cache: dict | None = None) -> tuple[pd.Series, int]:
-    """(per-user values averaged over the arm's runs, number of runs); every run must have the same users."""
+def arm_matrix(rows: pd.DataFrame, metric: str, label: str, cache: dict | None = None) -> pd.DataFrame:
+    """Per-user values of each of the arm's runs: users x runs (columns: each run's seed, in the rows'
+    order); every run must have the same users."""
     if rows.empty:
         raise UserError(f"no ok runs for the {label} arm")
     cache = {} if cache is None else cache
@@ -192,14 +199,22 @@ def arm_values(rows: pd.DataFrame, metric: str, label: str,
         key = (path, metric, trial_ties(row))
         if key not in cache:
             cache[key] = user_values(path, metric, key[2])
-        series.append((row.get("trial_id"), cache[key]))
-    first_id, first = series[0]
-    for tid, s in series[1:]:
+        series.append((row.get("trial_id"), row.get("seed"), cache[key]))
+    first_id, _, first = series[0]
+    for tid, _, s in series[1:]:
         if len(s) != len(first) or not np.array_equal(s.index.to_numpy(), first.index.to_numpy()):
             raise NotComparableError(f"cannot compare per user: trials {first_id} ({len(first)} users) and {tid} "
                                      f"({len(s)} users) of the {label} arm were not evaluated on the same test users")
-    mean = pd.concat([s for _, s in series], axis=1).mean(axis=1)
-    return mean, len(series)
+    out = pd.concat([s for _, _, s in series], axis=1)
+    out.columns = [seed for _, seed, _ in series]
+    return out
+
+
+def arm_values(rows: pd.DataFrame, metric: str, label: str,
+               cache: dict | None = None) -> tuple[pd.Series, int]:
+    """(per-user values averaged over the arm's runs, number of runs); every run must have the same users."""
+    m = arm_matrix(rows, metric, label, cache)
+    return m.mean(axis=1), m.shape[1]
 
 
 def compare_arms(df: pd.DataFrame, metric: str, treatment: Mapping[str, Any], baseline: Mapping[str, Any],
@@ -218,11 +233,24 @@ def compare_arms(df: pd.DataFrame, metric: str, treatment: Mapping[str, Any], ba
             where = treatment if name == "treatment" else baseline
             raise UserError(f"per-user comparison: no ok runs match the {name} selection ({_describe(where)})")
     check_same_users(arms)
-    t, n_t = arm_values(arms["treatment"], metric, f"treatment ({_describe(treatment)})", cache)
-    b, n_b = arm_values(arms["baseline"], metric, f"baseline ({_describe(baseline)})", cache)
+    tm = arm_matrix(arms["treatment"], metric, f"treatment ({_describe(treatment)})", cache)
+    bm = arm_matrix(arms["baseline"], metric, f"baseline ({_describe(baseline)})", cache)
+    t, b = tm.mean(axis=1), bm.mean(axis=1)
     if len(t) != len(b) or not np.array_equal(t.index.to_numpy(), b.index.to_numpy()):
         raise NotComparableError(f"cannot compare per user: the treatment ({_describe(treatment)}) has {len(t)} test "
                                  f"users and the baseline ({_describe(baseline)}) {len(b)}, or other user ids; "
                                  f"per-user tests need the same test users")
-    return compare_values(t.to_numpy(), b.to_numpy(), metric, n_t, n_b, n_resamples, confidence, seed)
+    res = compare_values(t.to_numpy(), b.to_numpy(), metric, tm.shape[1], bm.shape[1], n_resamples, confidence, seed)
+    if min(tm.shape[1], bm.shape[1]) < 2:
+        return res
+    from analysis.inference import hierarchical_bootstrap
+
+    seeds_t, seeds_b = list(tm.columns), list(bm.columns)
+    paired = sorted(seeds_t, key=str) == sorted(seeds_b, key=str) and len(set(map(str, seeds_t))) == len(seeds_t)
+    if paired:  # row i of both arms is the same seed
+        bm = bm.iloc[:, [[str(x) for x in seeds_b].index(str(s_)) for s_ in seeds_t]]
+    h = hierarchical_bootstrap(tm.to_numpy().T, bm.to_numpy().T, paired_seeds=paired,
+                               n_resamples=min(n_resamples, HIERARCHICAL_RESAMPLES), confidence=confidence, seed=seed)
+    return dataclasses.replace(res, seeds_ci_low=h.ci_low, seeds_ci_high=h.ci_high, seeds_p=h.pvalue,
+                               paired_seeds=paired)
 

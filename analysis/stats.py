@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from analysis.inference import zero_variance
 from analysis.methods import select
 from sracl_ray import metrics as M
 from analysis.store import only_ok, require_columns
@@ -141,17 +142,18 @@ def paired_ttest(
     metric: str = "",
     alternative: str = "two-sided",
 ) -> TTestResult:
-    """``scipy.stats.ttest_rel(treatment, baseline, alternative=...)`` plus direction and marks."""
+    """``scipy.stats.ttest_rel(treatment, baseline, alternative=...)`` plus direction and marks.
+    Undefined (statistic and p NaN, no mark) for fewer than 2 pairs or differences without spread."""
     t = np.asarray(treatment, dtype=float)
     b = np.asarray(baseline, dtype=float)
     if t.shape != b.shape or t.ndim != 1:
         raise ValueError(f"paired samples need equal 1-d shapes, got {t.shape} and {b.shape}")
     hib = higher_is_better(metric)
     diff = float(np.mean(t - b)) if t.size else math.nan
-    if t.size >= 2 and np.any(t != b):
+    if t.size >= 2 and not zero_variance(t - b):
         res = sps.ttest_rel(t, b, alternative=alternative)
         stat, p = float(res.statistic), float(res.pvalue)
-    else:  # one pair, or identical samples: no test is possible
+    else:  # one pair, or differences without spread (identical, or all equal): t is undefined
         stat, p = math.nan, math.nan
     better = "tie" if diff == 0 or math.isnan(diff) else (
         "treatment" if (diff > 0) == hib else "baseline")

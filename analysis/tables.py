@@ -18,9 +18,10 @@ from analysis.methods import (
     ABLATION_ORDER, EXCLUDE_SAME_USER, VARIANT_LABELS, VARIANT_LATEX, arm_label, at_reference, backbone_name,
     backbone_order, method_name, metric_label, resolve_reference, select,
 )
+from analysis.inference import holm, tost
 from analysis.stats import (
     UnmatchedSeedsError, higher_is_better, improvement_pct, one_sided_alternative, pair_runs,
-    paired_ttest,
+    paired_ttest, significance_mark,
 )
 
 DEFAULT_METRICS = ("test/hr@10", "test/hr@20", "test/ndcg@10", "test/ndcg@20")
@@ -259,9 +260,11 @@ def significance_table(
                 rows.append([Cell(dataset), Cell(backbone_name(b)), Cell(metric_label(metric)),
                              Cell(f"{two.mean_baseline:.4f}"), Cell(f"{two.mean_treatment:.4f}"),
                              Cell(f"{two.improvement_pct:.2f}%"), Cell(two.better),
-                             Cell(f"{two.statistic:.3f}"), Cell(f"{two.pvalue:.2g}{two.mark}"),
-                             Cell(f"{one.pvalue:.2g}{one.mark}"), Cell(str(two.n))])
-    notes.insert(0, "Paired over seeds; * p<0.05, ** p<0.01; one-sided H1: +SRA-CL better.")
+                             Cell(_fmt_stat(two.statistic)), Cell(_fmt_p(two.pvalue, two.mark, UNDEFINED)),
+                             Cell(_fmt_p(one.pvalue, one.mark, UNDEFINED)), Cell(str(two.n))])
+    notes.insert(0, "Paired over seeds; * p<0.05, ** p<0.01; one-sided H1: +SRA-CL better; "
+                    f"{UNDEFINED}: fewer than 2 seed pairs, or every pair differs by the same amount "
+                    "(no spread: the t-test says nothing).")
     return Table("Significance: each backbone with vs without SRA-CL", header, rows, notes)
 
 
@@ -269,8 +272,16 @@ def significance_table(
 PER_USER_PAIRS = tuple((V.METHOD, v) for v in V.NAMES if v != V.METHOD)
 
 
-def _fmt_p(p: float, mark: str = "") -> str:
-    return MISSING if p is None or math.isnan(p) else f"{p:.2g}{mark}"
+UNDEFINED = "undefined"
+EQUIVALENCE_MARGIN = 0.05  # TOST margin: 5% of the baseline arm's mean (per_user_table)
+
+
+def _fmt_p(p: float, mark: str = "", missing: str = MISSING) -> str:
+    return missing if p is None or math.isnan(p) else f"{p:.2g}{mark}"
+
+
+def _fmt_stat(t: float) -> str:
+    return UNDEFINED if t is None or math.isnan(t) else f"{t:.3f}"
 
 
 def per_user_arms(df: pd.DataFrame, dataset: str, backbone: str) -> list[tuple[dict, dict]]:
@@ -313,8 +324,10 @@ def per_user_table(
     ref = resolve_reference(df, reference)
     df = at_reference(df, ref, ignore=(EXCLUDE_SAME_USER,))
     header = [Cell(h) for h in ("Dataset", "Backbone", "A", "B", "Metric", "A mean", "B mean", "Δ per user (A-B)",
-                                "95% CI (bootstrap)", "p (Wilcoxon)", "p (t, seeds)", "users", "seeds A/B")]
-    rows, notes, cache = [], [], {}
+                                "95% CI (bootstrap)", "p (Wilcoxon)", "p (t, seeds)", "users", "seeds A/B",
+                                "95% CI (seeds+users)", "p (seeds+users)", "p Holm (Wilcoxon)",
+                                "p Holm (seeds+users)", f"p TOST ±{EQUIVALENCE_MARGIN:.0%} (seeds)")]
+    found, notes, cache = [], [], {}
     for dataset in sorted(df["dataset"].unique()):
         for b in backbone_order(df.loc[df["dataset"] == dataset, "backbone"]):
             for t_sel, b_sel in per_user_arms(df, dataset, b):
@@ -325,18 +338,34 @@ def per_user_table(
                     except UserError as e:
                         notes.append(f"{dataset} {a_txt} vs {b_txt}: no per-user test: {e}")
                         break
+                    t = eq = None
                     try:
                         pairs = pair_runs(df, metric, t_sel, b_sel)
                         t = paired_ttest(pairs["treatment"], pairs["baseline"], metric)
-                        t_p = _fmt_p(t.pvalue, t.mark)
+                        eq = tost(pairs["treatment"], pairs["baseline"],
+                                  EQUIVALENCE_MARGIN * abs(t.mean_baseline)) if t.mean_baseline else None
                     except UnmatchedSeedsError:
-                        t_p = MISSING
-                    ci = f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}]"
-                    rows.append([Cell(dataset), Cell(backbone_name(b)), Cell(a_txt), Cell(b_txt),
-                                 Cell(metric_label(metric)), Cell(f"{r.mean_treatment:.4f}"),
-                                 Cell(f"{r.mean_baseline:.4f}"), Cell(f"{r.mean_diff:+.4f}"), Cell(ci),
-                                 Cell(_fmt_p(r.wilcoxon_p, r.mark)), Cell(t_p), Cell(str(r.n_users)),
-                                 Cell(f"{r.n_treatment}/{r.n_baseline}")])
+                        pass
+                    found.append((dataset, b, a_txt, b_txt, metric, r, t, eq))
+    holm_w = holm([r.wilcoxon_p for *_, r, _, _ in found])
+    holm_h = holm([r.seeds_p for *_, r, _, _ in found])
+    rows = []
+    for (dataset, b, a_txt, b_txt, metric, r, t, eq), hw, hh in zip(found, holm_w, holm_h):
+        ci = f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}]"
+        seeds_ci = MISSING if math.isnan(r.seeds_ci_low) else f"[{r.seeds_ci_low:+.4f}, {r.seeds_ci_high:+.4f}]"
+        rows.append([Cell(dataset), Cell(backbone_name(b)), Cell(a_txt), Cell(b_txt),
+                     Cell(metric_label(metric)), Cell(f"{r.mean_treatment:.4f}"),
+                     Cell(f"{r.mean_baseline:.4f}"), Cell(f"{r.mean_diff:+.4f}"), Cell(ci),
+                     Cell(_fmt_p(r.wilcoxon_p, r.mark)), Cell(_fmt_p(t.pvalue, t.mark) if t else MISSING),
+                     Cell(str(r.n_users)), Cell(f"{r.n_treatment}/{r.n_baseline}"), Cell(seeds_ci),
+                     Cell(_fmt_p(r.seeds_p, significance_mark(r.seeds_p))), Cell(_fmt_p(hw, significance_mark(hw))),
+                     Cell(_fmt_p(hh, significance_mark(hh))), Cell(_fmt_p(eq.pvalue) if eq else MISSING)])
     notes.insert(0, METHOD_NOTE + " p (t, seeds): two-sided paired t-test over seeds (– when the seeds do not "
                  "pair or there is one). * p<0.05, ** p<0.01.")
+    notes.insert(1, "Seeds+users: a hierarchical bootstrap that resamples the seeds (paired when both arms ran the "
+                 "same seeds) and then the users, so it covers training noise and user sampling together; it is "
+                 "the one to read for 'would this hold for new runs' (– below 2 seeds per arm). Holm: the "
+                 f"p-values adjusted for the {len(found)} comparisons of this table (family-wise). TOST: paired "
+                 f"equivalence over seeds within ±{EQUIVALENCE_MARGIN:.0%} of B's mean; p < 0.05 supports 'no "
+                 "difference larger than that', a large p says the data cannot tell.")
     return Table("Significance per user: paired bootstrap and Wilcoxon over test users", header, rows, notes)

@@ -98,6 +98,10 @@ class TrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     patience: int = 10
+    # release: RecBole's rule as the authors' release runs it (>= on values rounded to 4 decimals,
+    # stop after more than `patience` epochs without one); strict: > on the raw value, stop after
+    # `patience` (training/stopping.py, docs/FIDELITY.md).
+    stop_rule: str = "release"
     metric: str = "valid/mrr@10"  # early-stopping metric, always a validation metric
     seed: int = 42
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -139,6 +143,7 @@ VARIANTS = V.NAMES  # sracl_ray/variants.py
 BACKBONES = ("sasrec", "gru4rec", "duorec")
 DATA_FORMATS = ("auto", "paper", "recbole", "amazon_raw", "yelp_raw")
 TIES = M.TIE_POLICIES
+STOP_RULES = ("release", "strict")  # train.stop_rule: what each means is training/stopping.py
 CS_FORMS, CS_ANCHORS, CE_PADDING = ("release", "paper"), ("reencode", "shared"), ("exclude", "include")
 SEED_MAX = (1 << 63) - 1  # train.seed range: [0, SEED_MAX] (see validate)
 # Keys that moved: the old dotted name -> the new one (the old one is rejected with this hint).
@@ -272,6 +277,7 @@ def validate(cfg: Config) -> Config:
         (cfg.train.lr > 0, "train.lr", "must be > 0"),
         (cfg.train.epochs >= 1, "train.epochs", "must be >= 1"),
         (cfg.train.patience >= 1, "train.patience", "must be >= 1"),
+        (cfg.train.stop_rule in STOP_RULES, "train.stop_rule", f"must be one of {STOP_RULES}"),
         (cfg.train.metric.startswith("valid/"), "train.metric", "must be a valid/ metric (never tune on test)"),
         (cfg.train.metric in metric_names("valid"), "train.metric",
          f"{cfg.train.metric!r} is not a metric the engine reports; one of {', '.join(metric_names('valid'))}"),

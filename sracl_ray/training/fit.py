@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from sracl_ray import variants as V
+from sracl_ray.training import stopping
 from sracl_ray.config import Config, to_dict
 from sracl_ray.errors import NonFiniteError
 from sracl_ray.manifest import atomic_write, atomic_write_text, code_version
@@ -172,14 +173,15 @@ def fit(cfg: Config, out_dir: str | Path, report: Report | None = None, prepared
         clear_outputs(out)
     out.mkdir(parents=True, exist_ok=True)
     stepper = make_stepper(modules, dd, cfg, opt)  # after resuming: a CUDA graph binds these tensors
-    while state["epoch"] < cfg.train.epochs and state["bad_epochs"] < cfg.train.patience:
+    rule = cfg.train.stop_rule
+    while state["epoch"] < cfg.train.epochs and not stopping.exhausted(state["bad_epochs"], cfg.train.patience, rule):
         epoch = state["epoch"] + 1
         te = time.time()
         loss = train_epoch(modules, dd, cfg, opt, gen, epoch, stepper)
         valid, _ = evaluate_split(modules["model"], dd, cfg, "valid")
         value = valid[cfg.train.metric]
-        if value > state["best_value"]:
-            state.update(best_value=value, best_epoch=epoch, bad_epochs=0)
+        if stopping.improves(value, state["best_value"], rule):  # training/stopping.py: release | strict
+            state.update(best_value=stopping.score(value, rule), best_epoch=epoch, bad_epochs=0)
             best = {n: {k: v.detach().clone() for k, v in m.state_dict().items()} for n, m in modules.items()}
         else:
             state["bad_epochs"] += 1

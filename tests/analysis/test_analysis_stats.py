@@ -92,6 +92,37 @@ def _runs(pairs_t, pairs_b):
     return pd.DataFrame(rows)
 
 
+@pytest.mark.parametrize("treatment, baseline", [
+    ([0.021, 0.024], [0.020, 0.023]),  # equal differences in floating point: 0.0010000000000000009 twice
+    ([0.031, 0.024, 0.050], [0.030, 0.023, 0.049]),
+    ([0.5, 0.5, 0.5], [0.25, 0.25, 0.25]),
+])
+def test_differences_without_spread_are_undefined_not_infinitely_significant(treatment, baseline):
+    """Equal non-zero differences over 2-3 seeds are plausible on a 1/500 grid; scipy then gives
+    t = inf (or ~1e13 from rounding) and p = 0, which a table would print as '**'."""
+    r = paired_ttest(treatment, baseline, "test/hr@10")
+    assert math.isnan(r.statistic) and math.isnan(r.pvalue) and r.mark == ""
+    assert r.better == "treatment" and r.mean_diff > 0  # the direction is still reported
+    # a genuine spread, however small relative to the mean, is still tested
+    ok = paired_ttest([0.021, 0.0245], [0.020, 0.023], "test/hr@10")
+    assert math.isfinite(ok.statistic) and 0 < ok.pvalue < 1
+
+
+def test_significance_table_prints_undefined_for_a_test_without_spread(tmp_path):
+    from analysis.tables import significance_table
+
+    rows = []
+    for seed, (t, b) in enumerate(((0.021, 0.020), (0.024, 0.023)), start=1):
+        for variant, v in (("full", t), ("no_cl", b)):
+            rows.append({"dataset": "beauty", "backbone": "sasrec", "variant": variant, "seed": seed,
+                         "alpha": 0.1, "beta": 0.1, "k": 10, "mask_history": False, "max_len": 50,
+                         "status": "ok", "test/hr@20": v, "test/ndcg@20": v / 2})
+    table = significance_table(pd.DataFrame(rows), ["test/hr@20"])
+    md = table.to_markdown()
+    row = next(line for line in md.splitlines() if line.startswith("| beauty"))
+    assert row.count("undefined") == 3 and "*" not in row, row  # t, p two-sided, p one-sided
+
+
 def test_compare_pairs_by_dataset_and_seed(loaded, store):
     _, rows = store
     t, b = {"backbone": "sasrec", "variant": "full", "alpha": 0.1, "k": 10}, {

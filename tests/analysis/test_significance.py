@@ -170,6 +170,29 @@ def test_several_seeds_are_averaged_per_user_then_paired(tmp_path: Path):
     assert r.wilcoxon_p == pytest.approx(sps.wilcoxon(t, b).pvalue)
 
 
+def test_seeds_and_users_resampled_together_when_both_arms_have_seeds(tmp_path: Path):
+    """compare_arms adds the hierarchical bootstrap (analysis/inference.py) over the arms' per-run
+    per-user values, seeds paired by their seed number whatever the row order."""
+    from analysis.inference import hierarchical_bootstrap
+
+    rng = np.random.default_rng(2)
+    full = {s: rng.integers(0, 60, 80) for s in (1, 2, 3)}
+    base = {s: rng.integers(0, 60, 80) for s in (3, 1, 2)}  # stored in another order
+    df = load_store(_store(tmp_path / "s", {"full": full, "no_cl": base}))
+    df = pd.concat([df[df["variant"] == "full"], df[df["variant"] == "no_cl"].iloc[::-1]], ignore_index=True)
+    assert df.loc[df["variant"] == "no_cl", "seed"].tolist() == [3, 2, 1]  # the baseline's runs in another order
+    r = compare_arms(df, "test/hr@20", {"variant": "full"}, {"variant": "no_cl"}, n_resamples=500)
+    assert r.paired_seeds
+    t = np.stack([(full[s] < 20).astype(float) for s in (1, 2, 3)])
+    b = np.stack([(base[s] < 20).astype(float) for s in (1, 2, 3)])
+    # paired by seed number: row i of both matrices is seed i (1, 2, 3 as the treatment's rows come)
+    want = hierarchical_bootstrap(t, b, paired_seeds=True, n_resamples=500, seed=0)
+    assert (r.seeds_ci_low, r.seeds_ci_high, r.seeds_p) == pytest.approx((want.ci_low, want.ci_high, want.pvalue))
+    one = load_store(_store(tmp_path / "one", {"full": {1: full[1]}, "no_cl": {1: base[1]}}))
+    r1 = compare_arms(one, "test/hr@20", {"variant": "full"}, {"variant": "no_cl"}, n_resamples=200)
+    assert math.isnan(r1.seeds_p) and math.isnan(r1.seeds_ci_low)  # one seed: no seed variance to resample
+
+
 def test_refuses_runs_on_different_data(tmp_path: Path):
     rank = np.arange(40)
     df = load_store(_store(tmp_path / "a", {"full": {1: rank}, "no_cl": {1: rank}}, {"full": "fpA", "no_cl": "fpB"}))
@@ -209,10 +232,13 @@ def test_report_shows_per_user_tests_next_to_the_t_test(tmp_path: Path):
     block = md[md.index("Significance per user"):]
     row = next(line for line in block.splitlines() if line.startswith("| beauty | SASRec | SASRec+SRA-CL"))
     cells = [c.strip() for c in row.strip("|").split("|")]
-    assert cells[3] == "SASRec" and cells[4] == "HR@20" and cells[-2:] == ["120", "3/3"]
+    assert cells[3] == "SASRec" and cells[4] == "HR@20" and cells[11:13] == ["120", "3/3"]
     assert cells[9].endswith(r"\*\*")  # Wilcoxon p (Markdown escapes the marks)
     assert cells[10] != "–"  # t over seeds, in the same row
     assert "averaged over its seeds, then paired over the same test users" in block
+    # beside them: seeds and users resampled together (3 paired seeds), Holm over the table, TOST
+    assert cells[13].startswith("[") and cells[14] != "–" and cells[15] != "–" and cells[16] != "–"
+    assert cells[17] != "–" and "hierarchical bootstrap" in block and "Holm" in block and "TOST" in block
 
 
 def test_per_user_table_compares_the_other_users_arm(tmp_path: Path):
