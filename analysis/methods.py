@@ -37,7 +37,7 @@ EXCLUDE_SAME_USER = "cfg.semantic.exclude_same_user"
 OTHER_USERS_SUFFIX = " [other users' neighbours]"
 # The variants that read the unit neighbours (L_CS); for no_cl and no_cs the key changes nothing, so
 # their `true` runs repeat their `false` runs (experiments/ablation.yaml) and are not arms of their own.
-NEIGHBOUR_VARIANTS = tuple(n for n, v in V.VARIANTS.items() if v.cs)
+NEIGHBOUR_VARIANTS = tuple(n for n, v in V.VARIANTS.items() if v.reads_unit_neighbours)
 
 
 def trial_ties(row: Mapping[str, Any]) -> str:

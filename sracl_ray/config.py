@@ -75,11 +75,13 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class CLConfig:
-    # full | no_cl | no_cs | no_is | unlearnable
+    # full | no_cl | no_cs | no_is | unlearnable | self_view (sracl_ray/variants.py)
     variant: str = "full"
     alpha: float = 0.1  # weight of L_CS
     beta: float = 0.1  # weight of L_IS
-    k: int = 10  # neighbours used for both L_CS and L_IS
+    k: int = 10  # neighbours used for both L_CS and L_IS (the shortcut; k_user / k_item override it)
+    k_user: int | None = None  # L_CS: unit neighbours mixed per sample (None: cl.k)
+    k_item: int | None = None  # L_IS: item neighbours a substituted item is drawn from (None: cl.k)
     temperature: float = 1.0
     substitute_prob: float = 0.2  # share of items replaced by a semantic neighbour in L_IS
     attn_dropout: float = 0.5  # dropout on the synthesis weights p, as in the authors' release
@@ -157,15 +159,30 @@ def dataset_label(data: DataConfig) -> str:
     return Path(data.path).name if data.path else "beauty_sample"
 
 
+def k_user(cl: CLConfig) -> int:
+    """Unit neighbours L_CS mixes: cl.k_user, else cl.k."""
+    return cl.k if cl.k_user is None else cl.k_user
+
+
+def k_item(cl: CLConfig) -> int:
+    """Item neighbours L_IS draws substitutes from: cl.k_item, else cl.k."""
+    return cl.k if cl.k_item is None else cl.k_item
+
+
+def max_k(cl: CLConfig) -> int:
+    """The most neighbours either loss reads (what an artifact must store)."""
+    return max(k_user(cl), k_item(cl))
+
+
 def loss_weights(cl: CLConfig) -> tuple[float, float]:
     """(alpha, beta) actually applied for the configured variant (no_cl: both 0, no_cs: alpha 0, no_is: beta 0)."""
     return V.get(cl.variant).weights(cl.alpha, cl.beta)
 
 
 # Settings that only one loss reads (training/step.py, training/inputs.py, training/fit.py).
-CS_ONLY = ("cl.cs_form", "cl.cs_anchor", "semantic.exclude_same_user", "semantic.granularity")
+CS_ONLY = ("cl.cs_form", "cl.cs_anchor", "semantic.exclude_same_user", "semantic.granularity", "cl.k_user")
 SYNTH_ONLY = ("semantic.normalize", "cl.attn_dropout")  # the L_CS synthesis head (not built for unlearnable)
-IS_ONLY = ("cl.substitute_prob",)
+IS_ONLY = ("cl.substitute_prob", "cl.k_item")
 CL_SHARED = ("cl.k", "cl.temperature", "semantic.artifact", "semantic.cache_dir")  # L_CS or L_IS
 
 
@@ -181,6 +198,8 @@ def inert_settings(cfg: Config) -> list[str]:
         inert.append("cl.beta")
     if alpha == 0:
         inert += [*CS_ONLY, *SYNTH_ONLY]
+    elif not variant.cs_neighbours:  # self_view: L_CS reads no neighbour and no synthesis head
+        inert += [k for k in CS_ONLY if k != "cl.cs_form" and k != "cl.cs_anchor"] + list(SYNTH_ONLY)
     elif not variant.learned_mix:
         inert += SYNTH_ONLY
     if beta == 0:
@@ -260,6 +279,8 @@ def validate(cfg: Config) -> Config:
         (cfg.cl.alpha >= 0, "cl.alpha", "must be >= 0"),
         (cfg.cl.beta >= 0, "cl.beta", "must be >= 0"),
         (cfg.cl.k >= 1, "cl.k", "must be >= 1"),
+        (cfg.cl.k_user is None or cfg.cl.k_user >= 1, "cl.k_user", "must be >= 1 (or null: cl.k)"),
+        (cfg.cl.k_item is None or cfg.cl.k_item >= 1, "cl.k_item", "must be >= 1 (or null: cl.k)"),
         (cfg.cl.temperature > 0, "cl.temperature", "must be > 0"),
         (0 <= cfg.cl.substitute_prob <= 1, "cl.substitute_prob", "must be in [0, 1]"),
         (0 <= cfg.cl.attn_dropout < 1, "cl.attn_dropout", "must be in [0, 1)"),

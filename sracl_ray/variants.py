@@ -21,6 +21,14 @@ class Variant:
     learned_mix: bool  # L_CS's positive is the learnable synthesis of the k neighbours (False: one random neighbour)
     label: str  # the table's column / row name
     latex: str = ""  # the LaTeX label, where it differs from `label`
+    # L_CS's positive comes from the semantic unit neighbours (False: the anchor's own second dropout
+    # view, the self_view control: same loss, same extra encoder pass, no neighbour)
+    cs_neighbours: bool = True
+
+    @property
+    def reads_unit_neighbours(self) -> bool:
+        """Its L_CS reads the unit neighbour table (so unit-neighbour settings matter)."""
+        return self.cs and self.cs_neighbours
 
     @property
     def uses_cl(self) -> bool:
@@ -42,6 +50,9 @@ _ALL = (  # in Table 3's column order
     Variant("no_cs", cs=False, is_=True, learned_mix=False, label="w/o L_CS", latex=r"w/o $\mathcal{L}_{CS}$"),
     Variant("no_is", cs=True, is_=False, learned_mix=True, label="w/o L_IS", latex=r"w/o $\mathcal{L}_{IS}$"),
     Variant("unlearnable", cs=True, is_=True, learned_mix=False, label="Unlearnable"),
+    # a control (issue 18): L_CS against the anchor's own other dropout view isolates what the extra
+    # re-encoded view adds from what the neighbours add
+    Variant("self_view", cs=True, is_=True, learned_mix=False, label="Self view", cs_neighbours=False),
     Variant("full", cs=True, is_=True, learned_mix=True, label="SRA-CL"),
 )
 VARIANTS: dict[str, Variant] = {v.name: v for v in _ALL}

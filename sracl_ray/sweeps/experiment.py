@@ -332,8 +332,8 @@ def prepare_groups(exp: Experiment) -> dict[str, Config]:
     for point in points:
         cfg = trial_config(base, point)
         key = prepare_key(cfg)
-        rank = (V.get(cfg.cl.variant).uses_cl, cfg.cl.k)
-        if key not in groups or rank > (V.get(groups[key].cl.variant).uses_cl, groups[key].cl.k):
+        rank = (V.get(cfg.cl.variant).uses_cl, C.max_k(cfg.cl))
+        if key not in groups or rank > (V.get(groups[key].cl.variant).uses_cl, C.max_k(groups[key].cl)):
             groups[key] = cfg
     return groups
 

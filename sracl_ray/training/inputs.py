@@ -9,6 +9,7 @@ import logging
 import numpy as np
 import torch
 
+from sracl_ray import config as C
 from sracl_ray.config import Config
 from sracl_ray.semantic.artifact import SemanticArtifact
 from sracl_ray.semantic.units import sample_units
@@ -82,14 +83,14 @@ class DeviceData:
         pos = np.empty_like(idx)
         pos[idx] = np.arange(len(idx))
         self.same_ptr, self.same_idx, self.same_pos = t(ptr), t(idx), t(pos)  # same_pos: slot in same_idx
-        art, k = prep.semantic, cfg.cl.k
+        art = prep.semantic
         if art is not None:
             units, hist = prep.unit_inputs()
             self.unit = t(sample_units(sp, art.granularity))
             self.unit_hist = t(hist)
             self.unit_emb = t(synthesis_inputs(art, cfg.semantic.normalize, prep.semantic_source))
-            self.unit_nbrs = t(unit_pools(art, units, k, cfg.semantic.exclude_same_user))
-            self.item_nbrs = t(art.item_nbrs[:, :k])
+            self.unit_nbrs = t(unit_pools(art, units, C.k_user(cfg.cl), cfg.semantic.exclude_same_user))
+            self.item_nbrs = t(art.item_nbrs[:, :C.k_item(cfg.cl)])
             self.sem_dim = art.unit_emb.shape[1]
 
     @property

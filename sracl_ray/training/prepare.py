@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sracl_ray.config import Config, ConfigError, dataset_label, loss_weights
+from sracl_ray.config import Config, ConfigError, dataset_label, loss_weights, max_k
 from sracl_ray.data.dataset import InteractionData
 from sracl_ray.data.errors import DataFormatError
 from sracl_ray.data.readers import load_dataset
@@ -88,7 +88,7 @@ def resolve_artifact(cfg: Config, data: InteractionData, split: Split) -> tuple[
         path = default_cache_dir(cfg) / f"interim-{data.fingerprint}-L{split.max_len}-{cfg.semantic.granularity}"
         art = build_interim(data, split, path, granularity=cfg.semantic.granularity, progress=cfg.train.progress)
     units = build_units(split, art.granularity)
-    art.check(split.n_items, len(units), cfg.cl.k, where=str(path))
+    art.check(split.n_items, len(units), max_k(cfg.cl), where=str(path))
     if not np.array_equal(art.units["key"].to_numpy(), units["key"].to_numpy()):
         raise ArtifactError(f"{Path(path) / 'units.parquet'}: its units do not match this dataset's training "
                             f"prefixes (built from other data, data.max_users or data.max_len)")

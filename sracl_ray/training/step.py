@@ -75,14 +75,18 @@ def step_losses(model: SeqRecModel, synth: SemanticSynthesis | None, dd: DeviceD
                 cfg: Config, gen: torch.Generator) -> StepLosses:
     """L_Rec + alpha L_CS + beta L_IS (+ the backbone's own auxiliary loss) for samples idx."""
     alpha, beta = loss_weights(cfg.cl)
-    unlearnable = not V.get(cfg.cl.variant).learned_mix  # one random neighbour instead of the mix
+    variant = V.get(cfg.cl.variant)
+    self_view = not variant.cs_neighbours  # L_CS's positive: the anchor's own second dropout view
+    unlearnable = not variant.learned_mix  # one random neighbour (or the self view) instead of the mix
     hist = dd.hist[idx]  # [B, L]
     b, width = hist.shape
     parts = [hist]
     reencode = alpha > 0 and cfg.cl.cs_anchor == "reencode"
     if reencode:  # the L_CS anchor's own pass (own dropout mask), as the release encodes it
         parts.append(hist)
-    if alpha > 0:
+    if alpha > 0 and self_view:
+        parts.append(hist)  # one more pass of the sample itself: its own dropout mask
+    elif alpha > 0:
         units = dd.unit[idx]
         nbrs = dd.unit_nbrs[units]  # [B, k]
         if unlearnable:  # one uniformly random neighbour replaces the learned mix
@@ -105,7 +109,7 @@ def step_losses(model: SeqRecModel, synth: SemanticSynthesis | None, dd: DeviceD
         anchor = h_all[pos:pos + b]
         pos += b
     if alpha > 0:
-        k = nbrs.shape[1]
+        k = 1 if self_view else nbrs.shape[1]
         h_nb = h_all[pos:pos + b * k].view(b, k, -1)
         pos += b * k
         if unlearnable:

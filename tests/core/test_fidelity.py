@@ -14,7 +14,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sracl_ray import config as C
 from sracl_ray.config import ConfigError, load
+from sracl_ray.semantic.artifact import ArtifactError
 from sracl_ray.models.sracl import cs_loss
 from sracl_ray.semantic.artifact import SemanticArtifact, load_artifact, save_artifact
 from sracl_ray.semantic.units import build_units, unit_histories
@@ -178,6 +180,30 @@ def test_reencode_equals_shared_without_dropout(normed):
 
 
 NO_DROPOUT = ["model.dropout=0", "model.attn_dropout=0", "cl.attn_dropout=0"]
+
+
+def test_self_view_contrasts_the_anchor_with_its_own_second_view(normed):
+    """cl.variant=self_view (issue 18's dropout-view control): L_CS's positive is one more encoder pass
+    of the sample itself, no neighbour and no synthesis head.  Without dropout the two views are equal,
+    so L_CS is the loss of identical pairs; with dropout it differs from it."""
+    from sracl_ray.models.sracl import cs_loss
+
+    sets, prep, _ = normed
+    idx = torch.arange(32)
+    for extra, identical in ((NO_DROPOUT, True), ([], False)):
+        cfg = load(None, sets + ["cl.variant=self_view", *extra])
+        dd = DeviceData(prep, cfg, CPU)
+        torch.manual_seed(0)
+        modules = build_modules(cfg, prep, dd, CPU)
+        assert "synth" not in modules
+        out = step_losses(modules["model"], None, dd, idx, cfg, torch.Generator().manual_seed(3))
+        assert out.cs is not None and out.is_ is not None
+        h = modules["model"].encode(dd.hist[idx])
+        same = cs_loss(h, h[:, None, :], torch.ones(len(idx), 1), cfg.cl.temperature, cfg.cl.cs_form)
+        if identical:
+            assert float(out.cs) == pytest.approx(float(same), rel=1e-4)
+        else:
+            assert abs(float(out.cs) - float(same)) > 1e-4
 
 
 def reference_batch(prep, cfg, idx):
@@ -353,3 +379,20 @@ def test_ablation_experiment_runs_exclude_same_user_sharing_one_prepared_input()
     groups = prepare_groups(exp)
     assert len(groups) == 1
     assert all(g.cl.variant != "no_cl" for g in groups.values())
+
+
+def test_k_user_and_k_item_set_each_loss_apart_and_k_sets_both(normed):
+    """cl.k is the shortcut; cl.k_user sizes L_CS's neighbour mix, cl.k_item L_IS's substitute pool."""
+    sets, prep, _ = normed
+    widths = {}
+    for extra in ([], ["cl.k=5"], ["cl.k_user=3"], ["cl.k_item=7", "cl.k=4"]):
+        cfg = load(None, sets + extra)
+        dd = DeviceData(prep, cfg, CPU)
+        widths[tuple(extra)] = (dd.unit_nbrs.shape[1], dd.item_nbrs.shape[1])
+    assert widths == {(): (10, 10), ("cl.k=5",): (5, 5), ("cl.k_user=3",): (3, 10), ("cl.k_item=7", "cl.k=4"): (4, 7)}
+    with pytest.raises(ConfigError, match="cl.k_item"):
+        load(None, sets + ["cl.k_item=0"])
+    with pytest.raises(ArtifactError, match="larger than the 20 neighbours"):
+        prepare_inputs(load(None, sets + ["cl.k_user=25"]))  # the artifact must hold the larger of the two
+    inert = C.inert_settings(load(None, sets + ["cl.variant=no_is", "cl.k_item=3"]))
+    assert "cl.k_item=3" in inert  # no L_IS: its pool size does nothing

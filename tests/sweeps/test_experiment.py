@@ -99,7 +99,7 @@ def test_every_experiment_file_is_valid_and_shrinks():
 
     files = experiment_files(REPO / "experiments")  # plain config files (sracl-ray train --config) are skipped
     names = {f.stem for f in files}
-    assert {"main", "ablation", "model_agnostic", "alpha_grid", "beta_grid", "k_grid", "smoke"} <= names
+    assert {"main", "ablation", "attribution", "model_agnostic", "alpha_grid", "beta_grid", "k_grid", "smoke"} <= names
     for f in files:
         text = f.read_text()
         assert text.startswith("#") and "Run:" in text, f"{f.name}: header must say how to run it"
