@@ -35,6 +35,10 @@ SRACL_SUFFIX = "+SRA-CL"
 # curves show the `true` runs as arms of their own.  Rows written before the key existed ran false.
 EXCLUDE_SAME_USER = "cfg.semantic.exclude_same_user"
 OTHER_USERS_SUFFIX = " [other users' neighbours]"
+# The L_CS neighbour table (semantic.neighbours): the artifact's ("semantic", the method and the default
+# reference) or a non-semantic control; control runs are arms of their own, never reference rows.
+NEIGHBOUR_TABLE = "cfg.semantic.neighbours"
+SEMANTIC = "semantic"
 # The variants that read the unit neighbours (L_CS); for no_cl and no_cs the key changes nothing, so
 # their `true` runs repeat their `false` runs (experiments/ablation.yaml) and are not arms of their own.
 NEIGHBOUR_VARIANTS = tuple(n for n, v in V.VARIANTS.items() if v.reads_unit_neighbours)
@@ -65,18 +69,23 @@ def method_label(backbone: str, variant: str) -> str:
     return method_name(backbone, variant) + extra
 
 
-def arm_label(backbone: str, variant: str, exclude_same_user: Any = False) -> str:
-    """``method_label`` plus a mark for runs whose L_CS neighbours exclude the user's own prefixes."""
+def arm_label(backbone: str, variant: str, exclude_same_user: Any = False, neighbours: Any = SEMANTIC) -> str:
+    """``method_label`` plus a mark for runs whose L_CS neighbours exclude the user's own prefixes, and
+    one for a non-semantic neighbour control (semantic.neighbours)."""
     xsu = not _is_missing(exclude_same_user) and bool(exclude_same_user)
-    return method_label(backbone, variant) + (OTHER_USERS_SUFFIX if xsu else "")
+    control = "" if _is_missing(neighbours) or neighbours == SEMANTIC else f" [{neighbours} neighbours]"
+    return method_label(backbone, variant) + (OTHER_USERS_SUFFIX if xsu else "") + control
 
 
 def without_repeated_arms(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` less the exclude_same_user runs of variants that read no unit neighbours (repeats)."""
-    if EXCLUDE_SAME_USER not in df.columns:
-        return df
-    xsu = df[EXCLUDE_SAME_USER].fillna(False).astype(bool)
-    return df[~(xsu & ~df["variant"].isin(NEIGHBOUR_VARIANTS))]
+    """``df`` less the exclude_same_user and neighbour-control runs of variants that read no unit
+    neighbours (repeats of their plain runs)."""
+    changed = pd.Series(False, index=df.index)
+    if EXCLUDE_SAME_USER in df.columns:
+        changed |= df[EXCLUDE_SAME_USER].fillna(False).astype(bool)
+    if NEIGHBOUR_TABLE in df.columns:
+        changed |= df[NEIGHBOUR_TABLE].fillna(SEMANTIC) != SEMANTIC
+    return df[~(changed & ~df["variant"].isin(NEIGHBOUR_VARIANTS))]
 
 
 def metric_label(metric: str) -> str:
@@ -181,6 +190,9 @@ def resolve_reference(df: pd.DataFrame, reference: Mapping[str, Any] | None = No
         xsu = df[EXCLUDE_SAME_USER]
         if xsu.notna().any():  # the paper's setting (false) when any run has it
             ref[EXCLUDE_SAME_USER] = False if (xsu == False).any() else bool(xsu.dropna().iloc[0])  # noqa: E712
+    if NEIGHBOUR_TABLE in df.columns and NEIGHBOUR_TABLE not in ref:
+        table = df[NEIGHBOUR_TABLE].fillna(SEMANTIC)
+        ref[NEIGHBOUR_TABLE] = SEMANTIC if (table == SEMANTIC).any() else str(table.iloc[0])
     return ref
 
 

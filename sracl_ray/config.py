@@ -53,6 +53,11 @@ class SemanticConfig:
     # Draw the L_CS neighbour pools from other users' units only (the user's own prefixes removed
     # from the stored list, first k kept); item neighbours (L_IS) are unchanged.  docs/FIDELITY.md.
     exclude_same_user: bool = False
+    # L_CS neighbour table: semantic (the artifact's) | random_other_user (k uniformly random units of
+    # other users, seeded by train.seed) | shuffled (the artifact's table as if the unit embeddings
+    # were permuted among units: the same structure, the semantics scrambled).  Controls for where
+    # SRA-CL's gain comes from; item neighbours (L_IS) are unchanged.  training/controls.py.
+    neighbours: str = "semantic"
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,8 @@ VARIANTS = V.NAMES  # sracl_ray/variants.py
 BACKBONES = ("sasrec", "gru4rec", "duorec")
 DATA_FORMATS = ("auto", "paper", "recbole", "amazon_raw", "yelp_raw")
 TIES = M.TIE_POLICIES
-STOP_RULES = ("release", "strict")  # train.stop_rule: what each means is training/stopping.py
+STOP_RULES = ("release", "strict")
+NEIGHBOUR_TABLES = ("semantic", "random_other_user", "shuffled")  # semantic.neighbours: training/controls.py  # train.stop_rule: what each means is training/stopping.py
 CS_FORMS, CS_ANCHORS, CE_PADDING = ("release", "paper"), ("reencode", "shared"), ("exclude", "include")
 SEED_MAX = (1 << 63) - 1  # train.seed range: [0, SEED_MAX] (see validate)
 # Keys that moved: the old dotted name -> the new one (the old one is rejected with this hint).
@@ -180,7 +186,8 @@ def loss_weights(cl: CLConfig) -> tuple[float, float]:
 
 
 # Settings that only one loss reads (training/step.py, training/inputs.py, training/fit.py).
-CS_ONLY = ("cl.cs_form", "cl.cs_anchor", "semantic.exclude_same_user", "semantic.granularity", "cl.k_user")
+CS_ONLY = ("cl.cs_form", "cl.cs_anchor", "semantic.exclude_same_user", "semantic.granularity", "cl.k_user",
+           "semantic.neighbours")
 SYNTH_ONLY = ("semantic.normalize", "cl.attn_dropout")  # the L_CS synthesis head (not built for unlearnable)
 IS_ONLY = ("cl.substitute_prob", "cl.k_item")
 CL_SHARED = ("cl.k", "cl.temperature", "semantic.artifact", "semantic.cache_dir")  # L_CS or L_IS
@@ -299,6 +306,7 @@ def validate(cfg: Config) -> Config:
         (cfg.train.epochs >= 1, "train.epochs", "must be >= 1"),
         (cfg.train.patience >= 1, "train.patience", "must be >= 1"),
         (cfg.train.stop_rule in STOP_RULES, "train.stop_rule", f"must be one of {STOP_RULES}"),
+        (cfg.semantic.neighbours in NEIGHBOUR_TABLES, "semantic.neighbours", f"must be one of {NEIGHBOUR_TABLES}"),
         (cfg.train.metric.startswith("valid/"), "train.metric", "must be a valid/ metric (never tune on test)"),
         (cfg.train.metric in metric_names("valid"), "train.metric",
          f"{cfg.train.metric!r} is not a metric the engine reports; one of {', '.join(metric_names('valid'))}"),

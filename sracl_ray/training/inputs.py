@@ -56,17 +56,40 @@ def synthesis_inputs(art: SemanticArtifact, normalize: bool, where: str = "seman
     return emb * art.unit_norm.astype(np.float32)[:, None]
 
 
-def unit_pools(art: SemanticArtifact, units, k: int, exclude_same_user: bool) -> np.ndarray:
-    """[U, k] L_CS neighbour pools: the first k stored, or (exclude_same_user) the first k of other users."""
+def unit_pools(art: SemanticArtifact, units, k: int, exclude_same_user: bool,
+               table: np.ndarray | None = None, emb: np.ndarray | None = None) -> np.ndarray:
+    """[U, k] L_CS neighbour pools: the first k of the table (the artifact's unless a control gives one),
+    or (exclude_same_user) the first k of other users."""
+    table = art.unit_nbrs if table is None else table
     if not exclude_same_user:
-        return art.unit_nbrs[:, :k]
+        return table[:, :k]
     from sracl_ray.semantic.composition import other_user_neighbours
 
-    pools, recomputed = other_user_neighbours(art.unit_nbrs, units["user"].to_numpy(), k, art.unit_emb)
+    pools, recomputed = other_user_neighbours(table, units["user"].to_numpy(), k,
+                                              art.unit_emb if emb is None else emb)
     log.info("semantic.exclude_same_user: L_CS pools of %d units drawn from other users; %d units had fewer than "
              "k=%d other-user neighbours among the %d stored and were recomputed exactly", len(pools), recomputed,
              k, art.unit_nbrs.shape[1])
     return pools
+
+
+def neighbour_control(art: SemanticArtifact, units, cfg: Config) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(the L_CS neighbour table semantic.neighbours asks for, or None for the artifact's; the unit
+    permutation the embeddings follow, or None).  training/controls.py."""
+    kind = cfg.semantic.neighbours
+    if kind == "semantic":
+        return None, None
+    from sracl_ray.training import controls
+
+    if kind == "random_other_user":
+        table = controls.random_other_user(art.unit_nbrs, units["user"].to_numpy(), C.k_user(cfg.cl), cfg.train.seed)
+        log.info("semantic.neighbours=random_other_user: L_CS pools of %d units are random units of other users "
+                 "(seed %d): no semantic neighbour", len(table), cfg.train.seed)
+        return table, None
+    table, pi = controls.shuffled(art.unit_nbrs, cfg.train.seed)
+    log.info("semantic.neighbours=shuffled: the unit embeddings permuted among %d units (seed %d): the neighbour "
+             "table keeps its structure, its semantics are scrambled", len(table), cfg.train.seed)
+    return table, pi
 
 
 class DeviceData:
@@ -88,8 +111,13 @@ class DeviceData:
             units, hist = prep.unit_inputs()
             self.unit = t(sample_units(sp, art.granularity))
             self.unit_hist = t(hist)
-            self.unit_emb = t(synthesis_inputs(art, cfg.semantic.normalize, prep.semantic_source))
-            self.unit_nbrs = t(unit_pools(art, units, C.k_user(cfg.cl), cfg.semantic.exclude_same_user))
+            emb_in = synthesis_inputs(art, cfg.semantic.normalize, prep.semantic_source)
+            table, emb_unit = neighbour_control(art, units, cfg)
+            if emb_unit is not None:  # shuffled: the head reads the permuted embeddings too
+                emb_in = emb_in[emb_unit]
+            self.unit_emb = t(emb_in)
+            self.unit_nbrs = t(unit_pools(art, units, C.k_user(cfg.cl), cfg.semantic.exclude_same_user, table,
+                                          None if emb_unit is None else art.unit_emb[emb_unit]))
             self.item_nbrs = t(art.item_nbrs[:, :C.k_item(cfg.cl)])
             self.sem_dim = art.unit_emb.shape[1]
 

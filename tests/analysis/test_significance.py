@@ -260,3 +260,30 @@ def test_per_user_table_compares_the_other_users_arm(tmp_path: Path):
     assert "| SASRec+SRA-CL [other users' neighbours] | SASRec | HR@20 |" in md
     same = next(line for line in md.splitlines() if "| SASRec+SRA-CL | SASRec+SRA-CL [other" in line)
     assert "+0.0000" in same and "[+0.0000, +0.0000]" in same and "| 1 |" in same  # identical ranks: p = 1
+
+
+def test_neighbour_control_runs_are_their_own_arm_never_reference_rows(tmp_path: Path):
+    """A full run on shuffled neighbours (semantic.neighbours) is compared with full, and neither mixes
+    into full's arm nor into the reference tables; rows without the column read as semantic."""
+    from analysis.methods import at_reference
+    from analysis.tables import per_user_arms, per_user_table
+
+    rng = np.random.default_rng(9)
+    root = _store(tmp_path / "s", {"full": {1: rng.integers(0, 50, 60)}, "no_cl": {1: rng.integers(0, 50, 60)}})
+    rel = Path("trials") / "shuf-1" / "ranks.parquet"
+    (root / rel).parent.mkdir(parents=True)
+    pd.DataFrame({"user": np.arange(1, 61), "rank_test": rng.integers(0, 50, 60), "ties_test": 0,
+                  "rank_valid": 0, "ties_valid": 0}).to_parquet(root / rel)
+    row = pd.read_parquet(root / "results" / "trial-full-1.parquet").assign(trial_id="shuf-1", ranks_path=str(rel))
+    row["cfg.semantic.neighbours"] = "shuffled"
+    row.to_parquet(root / "results" / "trial-shuf-1.parquet")
+    df = load_store(root)
+    assert df["cfg.semantic.neighbours"].tolist().count("semantic") == 2  # older rows: the artifact's table
+    assert "shuf-1" not in set(at_reference(df)["trial_id"])
+    pairs = per_user_arms(df, "beauty", "sasrec")
+    assert ({"dataset": "beauty", "backbone": "sasrec", "variant": "full", "cfg.semantic.neighbours": "semantic"},
+            {"dataset": "beauty", "backbone": "sasrec", "variant": "full", "cfg.semantic.neighbours": "shuffled"}) in pairs
+    md = per_user_table(df, ["test/hr@20"]).to_markdown()
+    assert "| SASRec+SRA-CL | SASRec+SRA-CL [shuffled neighbours] | HR@20 |" in md
+    plain = next(line for line in md.splitlines() if "| SASRec+SRA-CL | SASRec | HR@20 |" in line)
+    assert "| 1/1 |" in plain  # full's arm holds its one semantic run, not the control
