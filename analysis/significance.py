@@ -245,10 +245,9 @@ def compare_arms(df: pd.DataFrame, metric: str, treatment: Mapping[str, Any], ba
         return res
     from analysis.inference import hierarchical_bootstrap
 
-    seeds_t, seeds_b = list(tm.columns), list(bm.columns)
-    paired = sorted(seeds_t, key=str) == sorted(seeds_b, key=str) and len(set(map(str, seeds_t))) == len(seeds_t)
+    paired = tm.columns.is_unique and bm.columns.is_unique and set(tm.columns) == set(bm.columns)
     if paired:  # row i of both arms is the same seed
-        bm = bm.iloc[:, [[str(x) for x in seeds_b].index(str(s_)) for s_ in seeds_t]]
+        bm = bm[list(tm.columns)]
     h = hierarchical_bootstrap(tm.to_numpy().T, bm.to_numpy().T, paired_seeds=paired,
                                n_resamples=min(n_resamples, HIERARCHICAL_RESAMPLES), confidence=confidence, seed=seed)
     return dataclasses.replace(res, seeds_ci_low=h.ci_low, seeds_ci_high=h.ci_high, seeds_p=h.pvalue,

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from sracl_ray import metrics as M
 from sracl_ray.errors import UserError
@@ -91,18 +92,17 @@ def group_metrics(
     ties: str = "pessimistic",
 ) -> pd.DataFrame:
     """One ranks table -> ``[group, label, n_users, *metrics]``, one row per group (empty ones too)."""
-    rank_col, ties_col = RANK_COLUMNS[split], TIES_COLUMNS[split]
+    rank_col = RANK_COLUMNS[split]
     missing = [c for c in (history, rank_col) if c not in ranks.columns]
     if missing:
         raise KeyError(f"ranks table has no column(s) {missing}; has {list(ranks.columns)}")
     groups = assign_groups(ranks[history].to_numpy(), edges)
-    r = ranks[rank_col].to_numpy()
-    t = ranks[ties_col].to_numpy() if ties_col in ranks.columns else np.zeros_like(r)
+    values = {m: M.from_ranks_table(ranks, split, m, ties) for m in metrics}  # the engine's per-user credit
     rows = []
     for g, label in enumerate(bin_labels(edges)):
         sel = groups == g
         rows.append({"group": g, "label": label, "n_users": int(sel.sum())}
-                    | {m: rank_metric(r[sel], m, t[sel], ties) for m in metrics})
+                    | {m: float(v[sel].mean()) if sel.any() else float("nan") for m, v in values.items()})
     return pd.DataFrame(rows)
 
 
@@ -133,7 +133,9 @@ def sparsity_summary(
         raise ValueError(f"no runs of variants {variants} at the reference setting")
     per_trial = []
     for (_, row), path in zip(sel.iterrows(), _ranks_files(sel)):
-        ranks = pd.read_parquet(path)
+        names = pq.read_schema(path).names  # the tie counts when the file has them, no other column
+        ranks = pd.read_parquet(path, columns=[c for c in (history, RANK_COLUMNS[split], TIES_COLUMNS[split])
+                                               if c in names])
         g = group_metrics(ranks, metrics, edges, history, split, trial_ties(row))
         g = g.melt(id_vars=["group", "label", "n_users"], value_vars=list(metrics),
                    var_name="metric", value_name="value")

@@ -150,8 +150,8 @@ VARIANTS = V.NAMES  # sracl_ray/variants.py
 BACKBONES = ("sasrec", "gru4rec", "duorec")
 DATA_FORMATS = ("auto", "paper", "recbole", "amazon_raw", "yelp_raw")
 TIES = M.TIE_POLICIES
-STOP_RULES = ("release", "strict")
-NEIGHBOUR_TABLES = ("semantic", "random_other_user", "shuffled")  # semantic.neighbours: training/controls.py  # train.stop_rule: what each means is training/stopping.py
+STOP_RULES = ("release", "strict")  # train.stop_rule: what each means is training/stopping.py
+NEIGHBOUR_TABLES = ("semantic", "random_other_user", "shuffled")  # semantic.neighbours: training/controls.py
 CS_FORMS, CS_ANCHORS, CE_PADDING = ("release", "paper"), ("reencode", "shared"), ("exclude", "include")
 SEED_MAX = (1 << 63) - 1  # train.seed range: [0, SEED_MAX] (see validate)
 # Keys that moved: the old dotted name -> the new one (the old one is rejected with this hint).

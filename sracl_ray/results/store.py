@@ -94,17 +94,18 @@ def trial_row(result: Mapping[str, Any], cfg: C.Config, trial_id: str, experimen
     return row
 
 
-def failure_result(exc: BaseException) -> dict[str, Any]:
+def failure_result(exc: BaseException, on_this_host: bool = True) -> dict[str, Any]:
     """A failed trial's result for trial_row: diverged (a non-finite loss) or errored (any other
-    failure: its one line, scrubbed of secrets, and the host it ran on)."""
+    failure: its one line, scrubbed of secrets, and, when it failed in this process, this host)."""
     import socket
 
-    from sracl_ray.errors import NonFiniteError, error_line
+    from sracl_ray.errors import NonFiniteError, cause_of, error_line
     from sracl_ray.secrets import scrub
 
-    if isinstance(exc, NonFiniteError):
-        return {"status": "diverged", "error": scrub(str(exc))}
-    return {"status": "errored", "error": scrub(error_line(exc)), "host": socket.gethostname()}
+    if isinstance(cause_of(exc), NonFiniteError):
+        return {"status": "diverged", "error": scrub(str(cause_of(exc)))}
+    return {"status": "errored", "error": scrub(error_line(exc))} | (
+        {"host": socket.gethostname()} if on_this_host else {})
 
 
 def record_trial(storage: str | Path, trial_id: str, experiment: str, cfg: C.Config, result: Mapping[str, Any],

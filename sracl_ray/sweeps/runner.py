@@ -234,7 +234,6 @@ def reconcile_rows(results, exp: E.Experiment, storage: str) -> int:
     `pruned` row.  Returns how many rows were written.
     """
     from sracl_ray.results import store
-    from sracl_ray.sweeps.tracking import error_line
     from sracl_ray.sweeps.trainable import TrialSpec, write_store_row
 
     spec = TrialSpec(experiment=exp.name, base=E.C.to_dict(exp.base_config()), storage=str(storage))
@@ -245,7 +244,7 @@ def reconcile_rows(results, exp: E.Experiment, storage: str) -> int:
         if r.error is not None:
             if status is not None:
                 continue  # the trial's own row (errored, diverged, or ok before a late failure)
-            row = {"status": "errored", "error": error_line(r.error)}
+            row = store.failure_result(r.error, on_this_host=False)  # it failed on a worker, not here
         elif not (r.metrics or {}).get("final"):
             row = {"status": "pruned", "error": f"stopped by the scheduler after {r.metrics.get('epoch', 0)} epoch(s)",
                    "epochs_run": int((r.metrics or {}).get("epoch", 0))}
@@ -275,7 +274,7 @@ def summarize(results, exp: E.Experiment, storage: str) -> SweepOutcome:
         r = pick(scored, key=lambda r: r.metrics[exp.metric])
         best = {"trial_id": r.metrics.get("trial_id"), exp.metric: r.metrics[exp.metric],
                 "config": {k: v for k, v in (r.config or {}).items()}}
-    from sracl_ray.sweeps.tracking import error_line
+    from sracl_ray.errors import error_line
 
     errors = {result_trial_id(r): error_line(r.error) for r in errored}
     return SweepOutcome(storage if S.is_uri(storage) else Path(storage), len(results), len(finished), len(errored), best, errors)

@@ -10,7 +10,7 @@ from typing import Any, Callable
 from ray.tune import Callback
 from ray.tune.logger import TBXLoggerCallback
 
-from sracl_ray.errors import _EXC_LINE, MAX_ERROR_CHARS, cause_of, error_line  # noqa: F401 - re-exported
+from sracl_ray.errors import _EXC_LINE, MAX_ERROR_CHARS
 
 log = logging.getLogger(__name__)
 

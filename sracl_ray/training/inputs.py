@@ -69,7 +69,7 @@ def unit_pools(art: SemanticArtifact, units, k: int, exclude_same_user: bool,
                                               art.unit_emb if emb is None else emb)
     log.info("semantic.exclude_same_user: L_CS pools of %d units drawn from other users; %d units had fewer than "
              "k=%d other-user neighbours among the %d stored and were recomputed exactly", len(pools), recomputed,
-             k, art.unit_nbrs.shape[1])
+             k, table.shape[1])
     return pools
 
 

@@ -348,7 +348,8 @@ def test_resources_keys_are_validated():
 
 def test_errors_keep_their_path():
     from sracl_ray.errors import describe
-    from sracl_ray.sweeps.tracking import Progress, error_line, trial_error_line
+    from sracl_ray.errors import error_line
+    from sracl_ray.sweeps.tracking import Progress, trial_error_line
 
     class RayTaskError(FileNotFoundError):  # the shape of Ray's RayTaskError(FileNotFoundError)
         def __init__(self, cause):

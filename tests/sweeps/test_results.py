@@ -96,3 +96,27 @@ def test_cli_formats(store_dir, capsys):
     assert rc == 2 and "did you mean variant" in err
     rc, _, err = run_cli(capsys, store_dir / "nope")
     assert rc == 2 and "not found" in err
+
+
+def test_failure_rows_are_scrubbed_and_name_the_host_only_where_the_trial_failed(monkeypatch):
+    """results/store.failure_result: the one recipe of a failed trial's row for both trial runners and
+    for the driver's rows of trials whose worker died (no host: the driver is not where it failed)."""
+    import socket
+
+    from sracl_ray.errors import NonFiniteError
+    from sracl_ray.results.store import failure_result
+
+    key = "sk-driver-side-secret-987654321"
+    monkeypatch.setenv("OPENAI_API_KEY", key)
+    here = failure_result(RuntimeError(f"refused {key}"))
+    assert here["status"] == "errored" and key not in here["error"] and here["host"] == socket.gethostname()
+    driver = failure_result(RuntimeError(f"worker died holding {key}"), on_this_host=False)
+    assert driver["status"] == "errored" and key not in driver["error"] and "host" not in driver
+
+    class RayTaskError(Exception):  # Ray's wrapper: the cause sits in .cause
+        def __init__(self, cause):
+            super().__init__("wrapped")
+            self.cause = cause
+
+    wrapped = failure_result(RayTaskError(NonFiniteError("loss is nan at epoch 2")), on_this_host=False)
+    assert wrapped == {"status": "diverged", "error": "loss is nan at epoch 2"}
