@@ -281,6 +281,6 @@ def node_scratch(location: str, *parts: str) -> Path:
     """A node-local working dir for files that live at a URI (fit() writes to a local dir)."""
     import tempfile
 
-    digest = hashlib.sha256(normalise(location).encode()).hexdigest()[:12]
-    return Path(os.environ.get("SRACL_SCRATCH") or tempfile.gettempdir()) / "sracl-scratch" / digest / Path(*parts)
+    root = Path(os.environ.get("SRACL_SCRATCH") or tempfile.gettempdir()) / "sracl-scratch"
+    return root / cache_key(normalise(location)) / Path(*parts)
 
