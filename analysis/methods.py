@@ -39,6 +39,12 @@ OTHER_USERS_SUFFIX = " [other users' neighbours]"
 # reference) or a non-semantic control; control runs are arms of their own, never reference rows.
 NEIGHBOUR_TABLE = "cfg.semantic.neighbours"
 SEMANTIC = "semantic"
+# semantic.exclude=longer_same_user (only the user's longer prefixes, which hold the target, left out of
+# the L_CS pools) is such a control too; exclude=same_user is read as exclude_same_user=true
+# (analysis/store.canonical_settings), so one column says "other users only".
+EXCLUDE = "cfg.semantic.exclude"
+NO_EXCLUSION = "none"
+EXCLUSION_SUFFIX = {"longer_same_user": " [no longer same-user prefixes]"}
 # The variants that read the unit neighbours (L_CS); for no_cl and no_cs the key changes nothing, so
 # their `true` runs repeat their `false` runs (experiments/ablation.yaml) and are not arms of their own.
 NEIGHBOUR_VARIANTS = tuple(n for n, v in V.VARIANTS.items() if v.reads_unit_neighbours)
@@ -69,12 +75,14 @@ def method_label(backbone: str, variant: str) -> str:
     return method_name(backbone, variant) + extra
 
 
-def arm_label(backbone: str, variant: str, exclude_same_user: Any = False, neighbours: Any = SEMANTIC) -> str:
-    """``method_label`` plus a mark for runs whose L_CS neighbours exclude the user's own prefixes, and
-    one for a non-semantic neighbour control (semantic.neighbours)."""
+def arm_label(backbone: str, variant: str, exclude_same_user: Any = False, neighbours: Any = SEMANTIC,
+              exclude: Any = NO_EXCLUSION) -> str:
+    """``method_label`` plus a mark for runs whose L_CS neighbours exclude the user's own prefixes (all
+    of them, or only the longer ones), and one for a non-semantic neighbour control (semantic.neighbours)."""
     xsu = not _is_missing(exclude_same_user) and bool(exclude_same_user)
     control = "" if _is_missing(neighbours) or neighbours == SEMANTIC else f" [{neighbours} neighbours]"
-    return method_label(backbone, variant) + (OTHER_USERS_SUFFIX if xsu else "") + control
+    excl = "" if _is_missing(exclude) or exclude == NO_EXCLUSION else EXCLUSION_SUFFIX.get(exclude, f" [{exclude}]")
+    return method_label(backbone, variant) + (OTHER_USERS_SUFFIX if xsu else "") + excl + control
 
 
 def without_repeated_arms(df: pd.DataFrame) -> pd.DataFrame:
@@ -85,6 +93,8 @@ def without_repeated_arms(df: pd.DataFrame) -> pd.DataFrame:
         changed |= df[EXCLUDE_SAME_USER].fillna(False).astype(bool)
     if NEIGHBOUR_TABLE in df.columns:
         changed |= df[NEIGHBOUR_TABLE].fillna(SEMANTIC) != SEMANTIC
+    if EXCLUDE in df.columns:
+        changed |= df[EXCLUDE].fillna(NO_EXCLUSION) != NO_EXCLUSION
     return df[~(changed & ~df["variant"].isin(NEIGHBOUR_VARIANTS))]
 
 
@@ -193,6 +203,9 @@ def resolve_reference(df: pd.DataFrame, reference: Mapping[str, Any] | None = No
     if NEIGHBOUR_TABLE in df.columns and NEIGHBOUR_TABLE not in ref:
         table = df[NEIGHBOUR_TABLE].fillna(SEMANTIC)
         ref[NEIGHBOUR_TABLE] = SEMANTIC if (table == SEMANTIC).any() else str(table.iloc[0])
+    if EXCLUDE in df.columns and EXCLUDE not in ref:
+        excl = df[EXCLUDE].fillna(NO_EXCLUSION)
+        ref[EXCLUDE] = NO_EXCLUSION if (excl == NO_EXCLUSION).any() else str(excl.iloc[0])
     return ref
 
 

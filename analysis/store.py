@@ -69,17 +69,32 @@ def _resolve(ranks_path: object, storage_dir: Path) -> str | None:
 
 # Settings added after stores were first written, with the value every earlier trial ran with.
 SETTING_DEFAULTS = {"cfg.semantic.exclude_same_user": False, "cfg.semantic.neighbours": "semantic",
+                    "cfg.semantic.exclude": "none",
                     "cfg.train.stop_rule": "strict"}  # the only rule before train.stop_rule existed
 
 
 def with_setting_defaults(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with the SETTING_DEFAULTS filled in where a row (an older trial file) lacks them."""
     todo = {c: v for c, v in SETTING_DEFAULTS.items() if c in df.columns and df[c].isna().any()}
-    if not todo:
+    if todo:
+        df = df.copy()
+        for col, value in todo.items():
+            df[col] = df[col].astype(object).where(df[col].notna(), value).astype(type(value))
+    return canonical_settings(df)
+
+
+def canonical_settings(df: pd.DataFrame) -> pd.DataFrame:
+    """One spelling per setting: semantic.exclude=same_user is read as the (older) exclude_same_user=true,
+    so the tables find "other users only" runs in one column whichever key a run was given."""
+    xsu, excl = "cfg.semantic.exclude_same_user", "cfg.semantic.exclude"
+    if excl not in df.columns or not (df[excl] == "same_user").any():
         return df
     df = df.copy()
-    for col, value in todo.items():
-        df[col] = df[col].astype(object).where(df[col].notna(), value).astype(type(value))
+    same = df[excl] == "same_user"
+    if xsu not in df.columns:
+        df[xsu] = False
+    df[xsu] = df[xsu].astype(object).where(~same, True).fillna(False).astype(bool)
+    df.loc[same, excl] = "none"
     return df
 
 

@@ -50,8 +50,12 @@ class SemanticConfig:
     # vector times its norm (artifact unit_norm.npy; an artifact without norms falls back to the
     # unit vectors, with a warning); true = the L2-normalised unit vectors.  docs/FIDELITY.md.
     normalize: bool = False
-    # Draw the L_CS neighbour pools from other users' units only (the user's own prefixes removed
-    # from the stored list, first k kept); item neighbours (L_IS) are unchanged.  docs/FIDELITY.md.
+    # Which stored L_CS neighbours a unit may not use (the first k of the rest are kept, rows too short
+    # recomputed exactly): none (the release) | same_user (the user's own other prefixes) |
+    # longer_same_user (only the user's longer prefixes: the ones that contain the sample's training
+    # target).  Item neighbours (L_IS) are unchanged.  semantic/composition.py, docs/FIDELITY.md.
+    exclude: str = "none"
+    # Deprecated spelling of exclude=same_user (still accepted, with a log line saying so).
     exclude_same_user: bool = False
     # L_CS neighbour table: semantic (the artifact's) | random_other_user (k uniformly random units of
     # other users, seeded by train.seed) | shuffled (the artifact's table as if the unit embeddings
@@ -152,6 +156,7 @@ DATA_FORMATS = ("auto", "paper", "recbole", "amazon_raw", "yelp_raw")
 TIES = M.TIE_POLICIES
 STOP_RULES = ("release", "strict")  # train.stop_rule: what each means is training/stopping.py
 NEIGHBOUR_TABLES = ("semantic", "random_other_user", "shuffled")  # semantic.neighbours: training/controls.py
+EXCLUSIONS = ("none", "same_user", "longer_same_user")  # semantic.exclude: semantic/composition.py
 CS_FORMS, CS_ANCHORS, CE_PADDING = ("release", "paper"), ("reencode", "shared"), ("exclude", "include")
 SEED_MAX = (1 << 63) - 1  # train.seed range: [0, SEED_MAX] (see validate)
 # Keys that moved: the old dotted name -> the new one (the old one is rejected with this hint).
@@ -175,6 +180,11 @@ def k_item(cl: CLConfig) -> int:
     return cl.k if cl.k_item is None else cl.k_item
 
 
+def exclusion(sem: SemanticConfig) -> str:
+    """The L_CS neighbours left out: semantic.exclude, or same_user for the deprecated exclude_same_user."""
+    return "same_user" if sem.exclude_same_user else sem.exclude
+
+
 def max_k(cl: CLConfig) -> int:
     """The most neighbours either loss reads (what an artifact must store)."""
     return max(k_user(cl), k_item(cl))
@@ -186,7 +196,7 @@ def loss_weights(cl: CLConfig) -> tuple[float, float]:
 
 
 # Settings that only one loss reads (training/step.py, training/inputs.py, training/fit.py).
-CS_ONLY = ("cl.cs_form", "cl.cs_anchor", "semantic.exclude_same_user", "semantic.granularity", "cl.k_user",
+CS_ONLY = ("cl.cs_form", "cl.cs_anchor", "semantic.exclude", "semantic.exclude_same_user", "semantic.granularity", "cl.k_user",
            "semantic.neighbours")
 SYNTH_ONLY = ("semantic.normalize", "cl.attn_dropout")  # the L_CS synthesis head (not built for unlearnable)
 IS_ONLY = ("cl.substitute_prob", "cl.k_item")
@@ -307,6 +317,10 @@ def validate(cfg: Config) -> Config:
         (cfg.train.patience >= 1, "train.patience", "must be >= 1"),
         (cfg.train.stop_rule in STOP_RULES, "train.stop_rule", f"must be one of {STOP_RULES}"),
         (cfg.semantic.neighbours in NEIGHBOUR_TABLES, "semantic.neighbours", f"must be one of {NEIGHBOUR_TABLES}"),
+        (cfg.semantic.exclude in EXCLUSIONS, "semantic.exclude", f"must be one of {EXCLUSIONS}"),
+        (not cfg.semantic.exclude_same_user or cfg.semantic.exclude in ("none", "same_user"),
+         "semantic.exclude_same_user", f"true means semantic.exclude=same_user, which contradicts "
+         f"semantic.exclude={cfg.semantic.exclude}; set only semantic.exclude"),
         (cfg.train.metric.startswith("valid/"), "train.metric", "must be a valid/ metric (never tune on test)"),
         (cfg.train.metric in metric_names("valid"), "train.metric",
          f"{cfg.train.metric!r} is not a metric the engine reports; one of {', '.join(metric_names('valid'))}"),
@@ -389,6 +403,8 @@ def load_all(path: str | Path | None = None, overrides: list[str] | None = None,
     if sample:
         data = merge(data, unflatten(dict(sample)) if any("." in k for k in sample) else dict(sample))
     cfg = from_dict(data, where=where)
+    if cfg.semantic.exclude_same_user:
+        log.warning("semantic.exclude_same_user is deprecated: it means semantic.exclude=same_user (set that instead)")
     try:
         pipe = pipeline_from_dict(merge(pipe_file, pipe_set))
     except ConfigError as e:

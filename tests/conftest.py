@@ -11,6 +11,14 @@ import pytest
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Under pytest-xdist (`-n 2`, the README's default) each worker process has its own session Ray: a
+# private RAY_TMPDIR keeps a worker's Ray, and the "is a Ray already running here?" lookup of the
+# CLI under test, away from the other worker's (Ray finds a running cluster through
+# $RAY_TMPDIR/ray/ray_current_cluster).  Tests that simulate a cluster set their own on top.
+if os.environ.get("PYTEST_XDIST_WORKER") and "RAY_TMPDIR" not in os.environ:
+    import tempfile
+
+    os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix=f"ray-{os.environ['PYTEST_XDIST_WORKER']}-", dir="/tmp")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

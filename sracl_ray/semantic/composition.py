@@ -5,8 +5,8 @@ often the same user's other prefixes, and the *longer* ones contain the prefix's
 target (the next item).  L_CS then acts largely as a prefix-consistency loss with a glimpse of the
 target rather than the cross-user signal the paper describes.  `neighbour_composition` measures
 this per k and by prefix length; the neighbours stage stores it in the artifact manifest
-(`composition`) and `sracl-ray neighbours --stats DIR` prints it.  `other_user_neighbours` builds
-the pools of `semantic.exclude_same_user=true`.  Pure numpy.
+(`composition`) and `sracl-ray neighbours --stats DIR` prints it.  `allowed_neighbours` builds
+the pools of `semantic.exclude` (same_user, longer_same_user).  Pure numpy.
 
 A text-less unit (in nobody's list, its own row pointing to itself: semantic/neighbours.py) has no
 neighbours; it is left out of the statistics and keeps its self-pointing row in any pool.
@@ -139,45 +139,66 @@ def format_composition(comp: dict, title: str = "") -> str:
     return "\n".join(lines)
 
 
-def other_user_neighbours(unit_nbrs: np.ndarray, unit_user: np.ndarray, k: int,
-                          unit_emb: np.ndarray | None = None, chunk: int = 256) -> tuple[np.ndarray, int]:
-    """([U, k] each unit's k nearest units of *other* users, how many rows were recomputed).
+def excluded_pairs(nb: np.ndarray, rows: np.ndarray, user: np.ndarray, length: np.ndarray | None,
+                   exclude: str) -> np.ndarray:
+    """[len(rows), C] bool: which of the candidate units nb[i, :] unit rows[i] may not use.
 
-    The first k stored neighbours whose user differs keep the stored order, which is exact: the
-    stored list is the exact top-K over all units.  A unit with fewer than k such neighbours among
-    the K stored gets its row recomputed exactly from unit_emb (fp32 cosine over other users' units
-    with text, ties to the lower index); without unit_emb that is a UserError.  Text-less rows keep
-    pointing to themselves.
+    same_user: any unit of the same user; longer_same_user: the same user's units with more
+    training items (a longer prefix of the same sequence, so it holds the unit's training target)."""
+    same = user[nb] == user[rows, None]
+    if exclude == "same_user":
+        return same
+    if exclude == "longer_same_user":
+        return same & (length[nb] > length[rows, None])
+    raise ValueError(f"unknown exclusion {exclude!r}")
+
+
+def allowed_neighbours(unit_nbrs: np.ndarray, unit_user: np.ndarray, k: int, unit_emb: np.ndarray | None = None,
+                       exclude: str = "same_user", unit_length: np.ndarray | None = None,
+                       chunk: int = 256) -> tuple[np.ndarray, int]:
+    """([U, k] each unit's k nearest units less the excluded ones, how many rows were recomputed).
+
+    `exclude` is semantic.exclude (excluded_pairs): same_user leaves out every unit of the unit's
+    user, longer_same_user only its user's longer units (unit_length needed).  The first k stored
+    neighbours that are allowed keep the stored order, which is exact: the stored list is the exact
+    top-K over all units.  A unit with fewer than k allowed neighbours among the K stored gets its
+    row recomputed exactly from unit_emb (fp32 cosine over the allowed units with text, ties to the
+    lower index); without unit_emb that is a UserError.  Text-less rows keep pointing to themselves.
     """
     nbrs = np.asarray(unit_nbrs, dtype=np.int64)
     user = np.asarray(unit_user, dtype=np.int64)
+    length = None if unit_length is None else np.asarray(unit_length, dtype=np.int64)
+    if exclude == "longer_same_user" and length is None:
+        raise ValueError("semantic.exclude=longer_same_user needs the units' lengths")
     textless = textless_rows(nbrs)
-    other = user[nbrs] != user[:, None]  # [U, K]
-    enough = other.sum(1) >= k
-    order = np.argsort(~other, axis=1, kind="stable")[:, :k]  # other-user columns first, in stored order
+    ok = ~excluded_pairs(nbrs, np.arange(len(nbrs)), user, length, exclude)  # [U, K]
+    enough = ok.sum(1) >= k
+    order = np.argsort(~ok, axis=1, kind="stable")[:, :k]  # allowed columns first, in stored order
     out = np.take_along_axis(nbrs, order, axis=1)
     out[textless] = np.flatnonzero(textless)[:, None]
     short = np.flatnonzero(~enough & ~textless)
     if len(short):
         if unit_emb is None:
-            raise UserError(f"semantic.exclude_same_user: {len(short)} units have fewer than cl.k={k} neighbours "
-                            f"of other users among the {nbrs.shape[1]} stored")
-        out[short] = _recompute(np.asarray(unit_emb, np.float32), user, textless, short, k, chunk)
+            raise UserError(f"semantic.exclude={exclude}: {len(short)} units have fewer than cl.k={k} allowed "
+                            f"neighbours among the {nbrs.shape[1]} stored")
+        out[short] = _recompute(np.asarray(unit_emb, np.float32), user, length, exclude, textless, short, k, chunk)
     return out, int(len(short))
 
 
-def _recompute(emb: np.ndarray, user: np.ndarray, textless: np.ndarray, rows: np.ndarray, k: int,
-               chunk: int) -> np.ndarray:
-    """[len(rows), k] exact top-k cosine over other users' units with text (emb rows are unit vectors)."""
+def _recompute(emb: np.ndarray, user: np.ndarray, length: np.ndarray | None, exclude: str, textless: np.ndarray,
+               rows: np.ndarray, k: int, chunk: int) -> np.ndarray:
+    """[len(rows), k] exact top-k cosine over the allowed units with text (emb rows are unit vectors)."""
     out = np.empty((len(rows), k), np.int64)
+    every = np.arange(len(user))
     for s in range(0, len(rows), chunk):
         r = rows[s:s + chunk]
         sim = emb[r] @ emb.T  # [C, U]
-        sim[(user[None, :] == user[r, None]) | textless[None, :]] = -np.inf
+        banned = excluded_pairs(np.broadcast_to(every, (len(r), len(every))), r, user, length, exclude)
+        sim[banned | textless[None, :] | (every[None, :] == r[:, None])] = -np.inf
         pool = np.isfinite(sim).sum(1)
         if (pool < k).any():
             bad = int(r[np.argmax(pool < k)])
-            raise UserError(f"semantic.exclude_same_user: unit {bad} has only {int(pool.min())} units of other users "
+            raise UserError(f"semantic.exclude={exclude}: unit {bad} has only {int(pool.min())} allowed units "
                             f"with text, fewer than cl.k={k}")
         cand = np.argpartition(-sim, k - 1, axis=1)[:, :k]  # the k best, unordered
         # the k-th best score may tie with columns outside cand: take every column scoring >= it

@@ -56,20 +56,21 @@ def synthesis_inputs(art: SemanticArtifact, normalize: bool, where: str = "seman
     return emb * art.unit_norm.astype(np.float32)[:, None]
 
 
-def unit_pools(art: SemanticArtifact, units, k: int, exclude_same_user: bool,
+def unit_pools(art: SemanticArtifact, units, k: int, exclude: str = "none",
                table: np.ndarray | None = None, emb: np.ndarray | None = None) -> np.ndarray:
     """[U, k] L_CS neighbour pools: the first k of the table (the artifact's unless a control gives one),
-    or (exclude_same_user) the first k of other users."""
+    or the first k not excluded by semantic.exclude (same_user | longer_same_user)."""
     table = art.unit_nbrs if table is None else table
-    if not exclude_same_user:
+    if exclude == "none":
         return table[:, :k]
-    from sracl_ray.semantic.composition import other_user_neighbours
+    from sracl_ray.semantic.composition import allowed_neighbours
 
-    pools, recomputed = other_user_neighbours(table, units["user"].to_numpy(), k,
-                                              art.unit_emb if emb is None else emb)
-    log.info("semantic.exclude_same_user: L_CS pools of %d units drawn from other users; %d units had fewer than "
-             "k=%d other-user neighbours among the %d stored and were recomputed exactly", len(pools), recomputed,
-             k, table.shape[1])
+    pools, recomputed = allowed_neighbours(table, units["user"].to_numpy(), k, art.unit_emb if emb is None else emb,
+                                           exclude, units["length"].to_numpy())
+    log.info("semantic.exclude=%s: L_CS pools of %d units drawn without %s; %d units had fewer than k=%d allowed "
+             "neighbours among the %d stored and were recomputed exactly", exclude, len(pools),
+             "their user's other units" if exclude == "same_user" else
+             "their user's longer prefixes (which hold the training target)", recomputed, k, table.shape[1])
     return pools
 
 
@@ -116,7 +117,7 @@ class DeviceData:
             if emb_unit is not None:  # shuffled: the head reads the permuted embeddings too
                 emb_in = emb_in[emb_unit]
             self.unit_emb = t(emb_in)
-            self.unit_nbrs = t(unit_pools(art, units, C.k_user(cfg.cl), cfg.semantic.exclude_same_user, table,
+            self.unit_nbrs = t(unit_pools(art, units, C.k_user(cfg.cl), C.exclusion(cfg.semantic), table,
                                           None if emb_unit is None else art.unit_emb[emb_unit]))
             self.item_nbrs = t(art.item_nbrs[:, :C.k_item(cfg.cl)])
             self.sem_dim = art.unit_emb.shape[1]

@@ -287,3 +287,40 @@ def test_neighbour_control_runs_are_their_own_arm_never_reference_rows(tmp_path:
     assert "| SASRec+SRA-CL | SASRec+SRA-CL [shuffled neighbours] | HR@20 |" in md
     plain = next(line for line in md.splitlines() if "| SASRec+SRA-CL | SASRec | HR@20 |" in line)
     assert "| 1/1 |" in plain  # full's arm holds its one semantic run, not the control
+
+
+def _extra_full_run(root: Path, trial: str, rng, **settings) -> None:
+    rel = Path("trials") / trial / "ranks.parquet"
+    (root / rel).parent.mkdir(parents=True)
+    pd.DataFrame({"user": np.arange(1, 61), "rank_test": rng.integers(0, 50, 60), "ties_test": 0,
+                  "rank_valid": 0, "ties_valid": 0}).to_parquet(root / rel)
+    row = pd.read_parquet(root / "results" / "trial-full-1.parquet").assign(trial_id=trial, ranks_path=str(rel))
+    for key, value in settings.items():
+        row[key] = value
+    row.to_parquet(root / "results" / f"trial-{trial}.parquet")
+
+
+def test_exclusion_runs_are_their_own_arm_and_same_user_reads_as_the_old_key(tmp_path: Path):
+    """semantic.exclude=longer_same_user runs are compared with full and never reference rows;
+    semantic.exclude=same_user lands in the exclude_same_user arm (one column for "other users only")."""
+    from analysis.methods import at_reference
+    from analysis.tables import per_user_arms, per_user_table
+
+    rng = np.random.default_rng(11)
+    root = _store(tmp_path / "s", {"full": {1: rng.integers(0, 50, 60)}, "no_cl": {1: rng.integers(0, 50, 60)}})
+    _extra_full_run(root, "longer-1", rng, **{"cfg.semantic.exclude": "longer_same_user"})
+    _extra_full_run(root, "same-1", rng, **{"cfg.semantic.exclude": "same_user"})
+    df = load_store(root)
+    by_id = df.set_index("trial_id")
+    assert by_id.loc["same-1", XSU] == True and by_id.loc["same-1", "cfg.semantic.exclude"] == "none"  # noqa: E712
+    assert by_id.loc["full-1", "cfg.semantic.exclude"] == "none" and by_id.loc["full-1", XSU] == False  # noqa: E712
+    assert not {"longer-1", "same-1"} & set(at_reference(df)["trial_id"])
+    pairs = per_user_arms(df, "beauty", "sasrec")
+    base = {"dataset": "beauty", "backbone": "sasrec", "variant": "full", XSU: False, "cfg.semantic.exclude": "none"}
+    assert (base, base | {"cfg.semantic.exclude": "longer_same_user"}) in pairs
+    assert (base, base | {XSU: True}) in pairs
+    md = per_user_table(df, ["test/hr@20"]).to_markdown()
+    assert "| SASRec+SRA-CL | SASRec+SRA-CL [no longer same-user prefixes] | HR@20 |" in md
+    assert "| SASRec+SRA-CL | SASRec+SRA-CL [other users' neighbours] | HR@20 |" in md
+    plain = next(line for line in md.splitlines() if "| SASRec+SRA-CL | SASRec | HR@20 |" in line)
+    assert "| 1/1 |" in plain

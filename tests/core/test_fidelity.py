@@ -359,12 +359,47 @@ def test_exclude_same_user_pools(normed):
     assert (users[default] == users[:, None]).any()  # the stored pools do hold same-user units
 
 
+def test_exclude_longer_same_user_drops_only_prefixes_holding_the_target(normed, caplog):
+    """semantic.exclude=longer_same_user: no L_CS pool holds a longer prefix of its own user (which
+    contains the sample's training target); shorter same-user prefixes may stay; other users' units
+    are unchanged where the stored list had enough; exclude=same_user equals the deprecated key."""
+    sets, prep, _ = normed
+    art, sp = prep.semantic, prep.split
+    units = build_units(sp, "prefix")
+    users, length = units["user"].to_numpy(), units["length"].to_numpy()
+    cfg = load(None, sets + ["semantic.exclude=longer_same_user"])
+    pools = DeviceData(prep, cfg, CPU).unit_nbrs.numpy()
+    textless = art.unit_nbrs[:, 0] == np.arange(len(users))
+    keep = ~textless
+    same = users[pools] == users[:, None]
+    assert not (same & (length[pools] > length[:, None]))[keep].any()
+    # each kept row is the stored list, in order, with exactly the banned columns taken out
+    stored = art.unit_nbrs
+    banned = (users[stored] == users[:, None]) & (length[stored] > length[:, None])
+    full_rows = np.flatnonzero(keep & ((~banned).sum(1) >= cfg.cl.k))
+    for i in full_rows[:200]:
+        assert pools[i].tolist() == stored[i][~banned[i]][:cfg.cl.k].tolist()
+    assert (same & (length[pools] < length[:, None]))[keep].any()  # shorter prefixes are allowed
+    with caplog.at_level("WARNING"):
+        old = DeviceData(prep, load(None, sets + ["semantic.exclude_same_user=true"]), CPU).unit_nbrs.numpy()
+    assert "deprecated" in caplog.text and "semantic.exclude=same_user" in caplog.text
+    new = DeviceData(prep, load(None, sets + ["semantic.exclude=same_user"]), CPU).unit_nbrs.numpy()
+    assert np.array_equal(old, new)
+    with pytest.raises(ConfigError, match="semantic.exclude_same_user"):
+        load(None, sets + ["semantic.exclude=longer_same_user", "semantic.exclude_same_user=true"])
+    with pytest.raises(ConfigError, match="semantic.exclude"):
+        load(None, sets + ["semantic.exclude=target"])
+
+
 def test_exclude_same_user_trains(small_sample, tmp_path):
     from sracl_ray.training.fit import fit
 
     cfg = load(None, small_sample + ["semantic.exclude_same_user=true", "train.epochs=1"])
     result = fit(cfg, tmp_path / "run")
     assert result["status"] == "ok" and result["config"]["semantic"]["exclude_same_user"] is True
+    cfg = load(None, small_sample + ["semantic.exclude=longer_same_user", "train.epochs=1"])
+    result = fit(cfg, tmp_path / "longer")
+    assert result["status"] == "ok" and result["config"]["semantic"]["exclude"] == "longer_same_user"
 
 
 def test_ablation_experiment_runs_exclude_same_user_sharing_one_prepared_input():
@@ -396,3 +431,17 @@ def test_k_user_and_k_item_set_each_loss_apart_and_k_sets_both(normed):
         prepare_inputs(load(None, sets + ["cl.k_user=25"]))  # the artifact must hold the larger of the two
     inert = C.inert_settings(load(None, sets + ["cl.variant=no_is", "cl.k_item=3"]))
     assert "cl.k_item=3" in inert  # no L_IS: its pool size does nothing
+
+
+def test_attribution_experiment_crosses_the_exclusions_on_one_prepared_input():
+    """experiments/attribution.yaml: every semantic.exclude value per variant and seed, all sharing one
+    prepared input (the exclusion only shapes the device tensors), each point a valid config."""
+    from sracl_ray.sweeps.experiment import grid_points, load_experiment, prepare_groups, trial_config
+
+    exp = load_experiment(REPO / "experiments" / "attribution.yaml")
+    assert exp.search.grid["semantic.exclude"] == list(C.EXCLUSIONS)
+    points = grid_points(exp.search)
+    assert len(points) == 3 * 3 * 5
+    base = C.to_dict(exp.base_config())
+    assert {C.exclusion(trial_config(base, p).semantic) for p in points} == set(C.EXCLUSIONS)
+    assert len(prepare_groups(exp)) == 1

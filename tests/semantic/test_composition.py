@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from sracl_ray.errors import UserError
-from sracl_ray.semantic.composition import (format_composition, neighbour_composition, other_user_neighbours,
+from sracl_ray.semantic.composition import (format_composition, neighbour_composition, allowed_neighbours,
                                             textless_rows)
 
 # A hand-built artifact: user 1 has units 0, 1, 2 (prefix lengths 1, 2, 3), user 2 units 3, 4
@@ -98,11 +98,38 @@ def brute_other_user(emb, user, k, textless=()):
 def test_other_user_pools_equal_brute_force_with_recomputed_rows():
     nbrs, user, length, emb = random_prefix_artifact(K=6)
     for k in (1, 3, 6):
-        pools, recomputed = other_user_neighbours(nbrs, user, k, emb)
+        pools, recomputed = allowed_neighbours(nbrs, user, k, emb)
         assert (user[pools] != user[:, None]).all()
         assert np.array_equal(pools, brute_other_user(emb, user, k))
         if k == 6:
             assert recomputed > 0  # long users' prefixes fill the stored 6 with their own units
+
+
+def brute_not_longer(emb, user, length, k):
+    """Independent: top-k cosine over all units except self and the same user's longer prefixes."""
+    sim = emb @ emb.T
+    np.fill_diagonal(sim, -np.inf)
+    sim[(user[:, None] == user[None, :]) & (length[None, :] > length[:, None])] = -np.inf
+    return np.argsort(-sim, axis=1, kind="stable")[:, :k]
+
+
+def test_longer_same_user_pools_drop_only_the_prefixes_holding_the_target():
+    nbrs, user, length, emb = random_prefix_artifact(K=6)
+    for k in (1, 3, 6):
+        pools, recomputed = allowed_neighbours(nbrs, user, k, emb, "longer_same_user", length)
+        same = user[pools] == user[:, None]
+        assert not (same & (length[pools] > length[:, None])).any()  # no longer prefix of the same user
+        assert np.array_equal(pools, brute_not_longer(emb, user, length, k))
+    # shorter prefixes of the same user stay: the stored order is kept where enough are allowed
+    plain, _ = allowed_neighbours(nbrs, user, 6, emb, "longer_same_user", length)
+    shorter = (user[plain] == user[:, None]) & (length[plain] < length[:, None])
+    assert shorter.any()
+    # on the hand-built artifact: unit 0 (user 1, length 1) loses 1 and 2 (longer), keeps 3;
+    # unit 2 (length 3) keeps its shorter prefixes 1 and 0
+    pools, _ = allowed_neighbours(NBRS, USER, 1, None, "longer_same_user", LENGTH)
+    assert pools[:, 0].tolist() == [3, 0, 1, 0, 3, 5]  # unit 3 (length 1) loses 4, its longer prefix
+    with pytest.raises(ValueError, match="lengths"):
+        allowed_neighbours(NBRS, USER, 1, None, "longer_same_user")
 
 
 def test_other_user_pools_keep_textless_rows_and_skip_textless_units():
@@ -114,18 +141,18 @@ def test_other_user_pools_keep_textless_rows_and_skip_textless_units():
     nbrs = np.argsort(-sim, axis=1, kind="stable")[:, :6]
     nbrs[t] = t
     assert textless_rows(nbrs).sum() == 1
-    pools, _ = other_user_neighbours(nbrs, user, 6, emb)
+    pools, _ = allowed_neighbours(nbrs, user, 6, emb)
     assert (pools[t] == t).all()
     keep = np.arange(len(nbrs)) != t
     assert np.array_equal(pools[keep], brute_other_user(emb, user, 6, textless=[t])[keep])
 
 
 def test_other_user_pools_without_embeddings_or_candidates_say_so():
-    with pytest.raises(UserError, match="exclude_same_user.*cl.k=2"):
-        other_user_neighbours(NBRS, USER, 2)  # unit 0 has one other-user neighbour stored
+    with pytest.raises(UserError, match="exclude=same_user.*cl.k=2"):
+        allowed_neighbours(NBRS, USER, 2)  # unit 0 has one other-user neighbour stored
     emb = np.eye(6, dtype=np.float32)
-    with pytest.raises(UserError, match="exclude_same_user: unit .* fewer than cl.k=3"):
-        other_user_neighbours(NBRS, USER, 3, emb)  # unit 0 (user 1): only units 3, 4 elsewhere
+    with pytest.raises(UserError, match="exclude=same_user: unit .* fewer than cl.k=3"):
+        allowed_neighbours(NBRS, USER, 3, emb)  # unit 0 (user 1): only units 3, 4 elsewhere
 
 
 def test_interim_artifact_stores_its_composition(small_split_artifact):
