@@ -45,17 +45,32 @@ def fake_artifact(data, split, out_dir: Path, granularity: str = "prefix", dim: 
     return art
 
 
-# Test modules that start their own (simulated multi-node) Ray clusters run last, so that every other
-# test shares one local Ray for the whole session (starting Ray costs seconds each time).
+# Test modules that start their own (simulated multi-node) Ray clusters run first, before the
+# process's session Ray exists, so that every later test shares one local Ray (starting Ray costs
+# seconds each time); then the files that take longest (in the order a `--durations=0` run
+# measured, longest first), so that pytest-xdist (-n 2 --dist loadfile: whole files, handed to
+# whichever worker is free) does not end on one long file while the other worker idles.
 CLUSTER_MODULES = ("test_multinode", "test_running_ray", "test_readme_cluster", "test_cloud_storage_slow",
                    "test_multinode_slow", "test_multinode_llm_slow")
+LONG_FIRST = ("test_cloud_storage", "test_benchmark_smoke", "test_train", "test_resume", "test_sweep",
+              "test_pipeline", "test_whole_report", "test_diverged_sweep", "test_trust_train", "test_quickstart",
+              "test_status_filter", "test_reproduce_gpu_smoke", "test_summaries", "test_llm_serve_signals",
+              "test_analysis_report", "test_reproduce", "test_llm_real")
+
+
+def _module(item) -> str:
+    return item.module.__name__.rsplit(".", 1)[-1]
 
 
 def pytest_collection_modifyitems(config, items):
-    own_cluster = [it for it in items if it.module.__name__.rsplit(".", 1)[-1].startswith(CLUSTER_MODULES)]
-    if own_cluster:
-        rest = [it for it in items if it not in own_cluster]
-        items[:] = rest + own_cluster
+    def rank(item) -> tuple[int, int]:
+        name = _module(item)
+        if name.startswith(CLUSTER_MODULES):
+            return (0, 0)
+        if name in LONG_FIRST:
+            return (1, LONG_FIRST.index(name))
+        return (2, 0)
+    items[:] = sorted(items, key=rank)  # stable: each file keeps its own order
 
 
 @pytest.fixture
@@ -63,7 +78,7 @@ def local_ray():
     """The session's local Ray (2 CPUs): started on first use, kept up for every later test.
 
     Never shut down here: a test that needs another Ray (a simulated cluster) shuts this one down
-    itself, and the next test asking for local_ray starts it again; those tests run last.
+    itself, and the next test asking for local_ray starts it again; those tests run first.
     """
     start_local_ray()
     yield
