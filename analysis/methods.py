@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -41,10 +41,17 @@ NEIGHBOUR_TABLE = "cfg.semantic.neighbours"
 SEMANTIC = "semantic"
 # semantic.exclude=longer_same_user (only the user's longer prefixes, which hold the target, left out of
 # the L_CS pools) is such a control too; exclude=same_user is read as exclude_same_user=true
-# (analysis/store.canonical_settings), so one column says "other users only".
+# (analysis/store.canonical_settings), so one column says "other users only".  And the L_IS item table
+# (semantic.item_neighbours: random, cooccurrence).
 EXCLUDE = "cfg.semantic.exclude"
 NO_EXCLUSION = "none"
-EXCLUSION_SUFFIX = {"longer_same_user": " [no longer same-user prefixes]"}
+ITEM_TABLE = "cfg.semantic.item_neighbours"
+# Every control setting: its column -> (the method's value, the arm label's mark of each other value).
+CONTROLS: dict[str, tuple[str, Callable[[str], str]]] = {
+    NEIGHBOUR_TABLE: (SEMANTIC, lambda v: f" [{v} neighbours]"),
+    EXCLUDE: (NO_EXCLUSION, lambda v: {"longer_same_user": " [no longer same-user prefixes]"}.get(v, f" [{v}]")),
+    ITEM_TABLE: (SEMANTIC, lambda v: f" [{v} item neighbours]"),
+}
 # The variants that read the unit neighbours (L_CS); for no_cl and no_cs the key changes nothing, so
 # their `true` runs repeat their `false` runs (experiments/ablation.yaml) and are not arms of their own.
 NEIGHBOUR_VARIANTS = tuple(n for n, v in V.VARIANTS.items() if v.reads_unit_neighbours)
@@ -75,14 +82,14 @@ def method_label(backbone: str, variant: str) -> str:
     return method_name(backbone, variant) + extra
 
 
-def arm_label(backbone: str, variant: str, exclude_same_user: Any = False, neighbours: Any = SEMANTIC,
-              exclude: Any = NO_EXCLUSION) -> str:
-    """``method_label`` plus a mark for runs whose L_CS neighbours exclude the user's own prefixes (all
-    of them, or only the longer ones), and one for a non-semantic neighbour control (semantic.neighbours)."""
+def arm_label(backbone: str, variant: str, exclude_same_user: Any = False,
+              controls: Mapping[str, Any] | None = None) -> str:
+    """``method_label`` plus a mark for runs whose L_CS neighbours exclude the user's own prefixes, and
+    one per control setting (CONTROLS: column -> value) away from the method's value."""
     xsu = not _is_missing(exclude_same_user) and bool(exclude_same_user)
-    control = "" if _is_missing(neighbours) or neighbours == SEMANTIC else f" [{neighbours} neighbours]"
-    excl = "" if _is_missing(exclude) or exclude == NO_EXCLUSION else EXCLUSION_SUFFIX.get(exclude, f" [{exclude}]")
-    return method_label(backbone, variant) + (OTHER_USERS_SUFFIX if xsu else "") + excl + control
+    marks = "".join(mark(str(v)) for col, (plain, mark) in CONTROLS.items()
+                    if not _is_missing(v := (controls or {}).get(col, plain)) and v != plain)
+    return method_label(backbone, variant) + (OTHER_USERS_SUFFIX if xsu else "") + marks
 
 
 def without_repeated_arms(df: pd.DataFrame) -> pd.DataFrame:
@@ -91,10 +98,9 @@ def without_repeated_arms(df: pd.DataFrame) -> pd.DataFrame:
     changed = pd.Series(False, index=df.index)
     if EXCLUDE_SAME_USER in df.columns:
         changed |= df[EXCLUDE_SAME_USER].fillna(False).astype(bool)
-    if NEIGHBOUR_TABLE in df.columns:
-        changed |= df[NEIGHBOUR_TABLE].fillna(SEMANTIC) != SEMANTIC
-    if EXCLUDE in df.columns:
-        changed |= df[EXCLUDE].fillna(NO_EXCLUSION) != NO_EXCLUSION
+    for col, (plain, _) in CONTROLS.items():
+        if col in df.columns:
+            changed |= df[col].fillna(plain) != plain
     return df[~(changed & ~df["variant"].isin(NEIGHBOUR_VARIANTS))]
 
 
@@ -200,12 +206,10 @@ def resolve_reference(df: pd.DataFrame, reference: Mapping[str, Any] | None = No
         xsu = df[EXCLUDE_SAME_USER]
         if xsu.notna().any():  # the paper's setting (false) when any run has it
             ref[EXCLUDE_SAME_USER] = False if (xsu == False).any() else bool(xsu.dropna().iloc[0])  # noqa: E712
-    if NEIGHBOUR_TABLE in df.columns and NEIGHBOUR_TABLE not in ref:
-        table = df[NEIGHBOUR_TABLE].fillna(SEMANTIC)
-        ref[NEIGHBOUR_TABLE] = SEMANTIC if (table == SEMANTIC).any() else str(table.iloc[0])
-    if EXCLUDE in df.columns and EXCLUDE not in ref:
-        excl = df[EXCLUDE].fillna(NO_EXCLUSION)
-        ref[EXCLUDE] = NO_EXCLUSION if (excl == NO_EXCLUSION).any() else str(excl.iloc[0])
+    for col, (plain, _) in CONTROLS.items():  # the method's value when any run has it
+        if col in df.columns and col not in ref:
+            values = df[col].fillna(plain)
+            ref[col] = plain if (values == plain).any() else str(values.iloc[0])
     return ref
 
 

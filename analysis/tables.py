@@ -15,7 +15,7 @@ import pandas as pd
 from sracl_ray import variants as V
 from analysis.aggregate import METHOD_KEYS, aggregate
 from analysis.methods import (
-    ABLATION_ORDER, EXCLUDE, EXCLUDE_SAME_USER, NEIGHBOUR_TABLE, NO_EXCLUSION, SEMANTIC, VARIANT_LABELS, VARIANT_LATEX, arm_label,
+    ABLATION_ORDER, CONTROLS, EXCLUDE_SAME_USER, VARIANT_LABELS, VARIANT_LATEX, arm_label,
     at_reference, backbone_name,
     backbone_order, method_name, metric_label, resolve_reference, select,
 )
@@ -293,30 +293,25 @@ def per_user_arms(df: pd.DataFrame, dataset: str, backbone: str) -> list[tuple[d
     neighbours from other users only, and that against w/o CL.
     """
     has_xsu = EXCLUDE_SAME_USER in df.columns
-    has_table, has_excl = NEIGHBOUR_TABLE in df.columns, EXCLUDE in df.columns
+    controls = {col: plain for col, (plain, _) in CONTROLS.items() if col in df.columns}
     def sel(variant: str, xsu: bool = False) -> dict:
         where = {"dataset": dataset, "backbone": backbone, "variant": variant}
-        return (where | ({EXCLUDE_SAME_USER: xsu} if has_xsu else {}) | ({NEIGHBOUR_TABLE: SEMANTIC} if has_table else {})
-                | ({EXCLUDE: NO_EXCLUSION} if has_excl else {}))
+        return where | ({EXCLUDE_SAME_USER: xsu} if has_xsu else {}) | controls
     present = lambda where: not select(df, where).empty  # noqa: E731
     pairs = [(sel(t), sel(b)) for t, b in PER_USER_PAIRS if present(sel(t)) and present(sel(b))]
     if has_xsu and present(sel(V.METHOD, True)):
         pairs += [(sel(V.METHOD), sel(V.METHOD, True))] if present(sel(V.METHOD)) else []
         pairs += [(sel(V.METHOD, True), sel(V.BASELINE))] if present(sel(V.BASELINE)) else []
-    if has_table and present(sel(V.METHOD)):  # the method vs itself on each control table
+    if controls and present(sel(V.METHOD)):  # the method vs itself under each control setting
         rows = df[(df["dataset"] == dataset) & (df["backbone"] == backbone) & (df["variant"] == V.METHOD)]
-        for control in sorted(set(rows[NEIGHBOUR_TABLE].dropna()) - {SEMANTIC}):
-            pairs.append((sel(V.METHOD), sel(V.METHOD) | {NEIGHBOUR_TABLE: control}))
-    if has_excl and present(sel(V.METHOD)):  # the method vs itself without its longer same-user prefixes
-        rows = df[(df["dataset"] == dataset) & (df["backbone"] == backbone) & (df["variant"] == V.METHOD)]
-        for excl in sorted(set(rows[EXCLUDE].dropna()) - {NO_EXCLUSION}):
-            pairs.append((sel(V.METHOD), sel(V.METHOD) | {EXCLUDE: excl}))
+        for col, plain in controls.items():
+            for value in sorted(set(rows[col].dropna()) - {plain}):
+                pairs.append((sel(V.METHOD), sel(V.METHOD) | {col: value}))
     return pairs
 
 
 def _arm_text(where: dict) -> str:
-    return arm_label(where["backbone"], where["variant"], where.get(EXCLUDE_SAME_USER, False),
-                     where.get(NEIGHBOUR_TABLE, SEMANTIC), where.get(EXCLUDE, NO_EXCLUSION))
+    return arm_label(where["backbone"], where["variant"], where.get(EXCLUDE_SAME_USER, False), where)
 
 
 def per_user_table(
@@ -334,7 +329,7 @@ def per_user_table(
     from sracl_ray.errors import UserError
 
     ref = resolve_reference(df, reference)
-    df = at_reference(df, ref, ignore=(EXCLUDE_SAME_USER, NEIGHBOUR_TABLE, EXCLUDE))
+    df = at_reference(df, ref, ignore=(EXCLUDE_SAME_USER, *CONTROLS))
     header = [Cell(h) for h in ("Dataset", "Backbone", "A", "B", "Metric", "A mean", "B mean", "Δ per user (A-B)",
                                 "95% CI (bootstrap)", "p (Wilcoxon)", "p (t, seeds)", "users", "seeds A/B",
                                 "95% CI (seeds+users)", "p (seeds+users)", "p Holm (Wilcoxon)",

@@ -62,6 +62,10 @@ class SemanticConfig:
     # were permuted among units: the same structure, the semantics scrambled).  Controls for where
     # SRA-CL's gain comes from; item neighbours (L_IS) are unchanged.  training/controls.py.
     neighbours: str = "semantic"
+    # L_IS item table: semantic (the artifact's) | random (k random other items, seeded by train.seed) |
+    # cooccurrence (Jaccard over the training users of each item: collaborative, no text).  The
+    # item-side control; unit neighbours (L_CS) are unchanged.  training/controls.py.
+    item_neighbours: str = "semantic"
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,7 @@ TIES = M.TIE_POLICIES
 STOP_RULES = ("release", "strict")  # train.stop_rule: what each means is training/stopping.py
 NEIGHBOUR_TABLES = ("semantic", "random_other_user", "shuffled")  # semantic.neighbours: training/controls.py
 EXCLUSIONS = ("none", "same_user", "longer_same_user")  # semantic.exclude: semantic/composition.py
+ITEM_TABLES = ("semantic", "random", "cooccurrence")  # semantic.item_neighbours: training/controls.py
 CS_FORMS, CS_ANCHORS, CE_PADDING = ("release", "paper"), ("reencode", "shared"), ("exclude", "include")
 SEED_MAX = (1 << 63) - 1  # train.seed range: [0, SEED_MAX] (see validate)
 # Keys that moved: the old dotted name -> the new one (the old one is rejected with this hint).
@@ -199,7 +204,7 @@ def loss_weights(cl: CLConfig) -> tuple[float, float]:
 CS_ONLY = ("cl.cs_form", "cl.cs_anchor", "semantic.exclude", "semantic.exclude_same_user", "semantic.granularity", "cl.k_user",
            "semantic.neighbours")
 SYNTH_ONLY = ("semantic.normalize", "cl.attn_dropout")  # the L_CS synthesis head (not built for unlearnable)
-IS_ONLY = ("cl.substitute_prob", "cl.k_item")
+IS_ONLY = ("cl.substitute_prob", "cl.k_item", "semantic.item_neighbours")
 CL_SHARED = ("cl.k", "cl.temperature", "semantic.artifact", "semantic.cache_dir")  # L_CS or L_IS
 
 
@@ -318,6 +323,7 @@ def validate(cfg: Config) -> Config:
         (cfg.train.stop_rule in STOP_RULES, "train.stop_rule", f"must be one of {STOP_RULES}"),
         (cfg.semantic.neighbours in NEIGHBOUR_TABLES, "semantic.neighbours", f"must be one of {NEIGHBOUR_TABLES}"),
         (cfg.semantic.exclude in EXCLUSIONS, "semantic.exclude", f"must be one of {EXCLUSIONS}"),
+        (cfg.semantic.item_neighbours in ITEM_TABLES, "semantic.item_neighbours", f"must be one of {ITEM_TABLES}"),
         (not cfg.semantic.exclude_same_user or cfg.semantic.exclude in ("none", "same_user"),
          "semantic.exclude_same_user", f"true means semantic.exclude=same_user, which contradicts "
          f"semantic.exclude={cfg.semantic.exclude}; set only semantic.exclude"),

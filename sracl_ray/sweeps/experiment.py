@@ -340,7 +340,7 @@ def prepare_groups(exp: Experiment) -> dict[str, Config]:
 
 # semantic settings applied when the prepared inputs are moved to the device (training/inputs.py),
 # so trials that differ only in these share one prepared input
-DEVICE_ONLY_SEMANTIC = ("normalize", "exclude", "exclude_same_user", "neighbours")
+DEVICE_ONLY_SEMANTIC = ("normalize", "exclude", "exclude_same_user", "neighbours", "item_neighbours")
 
 
 def prepare_key(cfg: Config) -> str:

@@ -62,3 +62,57 @@ def shuffled(nbrs: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     out = inv[nbrs[pi]]
     out[textless] = np.flatnonzero(textless)[:, None]
     return out, pi
+
+
+# Item side (semantic.item_neighbours): the L_IS substitute pools.  [n_items + 1, k], row 0 zeros
+# (padding), item ids in [1, n_items], never the item itself.
+#   semantic      the artifact's table (the method).
+#   random        k distinct uniformly random other items per item (seeded by train.seed).
+#   cooccurrence  collaborative neighbours: the k items with the highest Jaccard similarity of the
+#                 sets of users whose *training* sequences hold them (ties to the lower id); an item
+#                 with fewer than k co-occurring items is filled with the most popular training items
+#                 it does not already list.  No text, no validation or test interaction.
+
+
+def random_items(n_items: int, k: int, seed: int) -> np.ndarray:
+    """[n_items + 1, k] k distinct random other items per item."""
+    if n_items - 1 < k:
+        raise UserError(f"semantic.item_neighbours=random: {n_items} items leave fewer than cl.k_item={k} others")
+    rng = np.random.default_rng(seed)
+    out = np.zeros((n_items + 1, k), np.int64)
+    for i in range(1, n_items + 1):  # draw from the n_items - 1 others: ids 1..n_items without i
+        draw = rng.choice(n_items - 1, size=k, replace=False) + 1
+        out[i] = np.where(draw >= i, draw + 1, draw)
+    return out
+
+
+def cooccurrence_items(train_seqs, n_items: int, k: int) -> np.ndarray:
+    """[n_items + 1, k] the Jaccard neighbours (over training users) of every item."""
+    from scipy import sparse
+
+    if n_items - 1 < k:
+        raise UserError(f"semantic.item_neighbours=cooccurrence: {n_items} items leave fewer than cl.k_item={k} others")
+    rows, cols = [], []
+    for u, seq in enumerate(train_seqs):
+        items = np.unique(np.asarray(seq, np.int64))
+        rows.append(np.full(len(items), u))
+        cols.append(items)
+    r, c = (np.concatenate(x) if x else np.zeros(0, np.int64) for x in (rows, cols))
+    x = sparse.csr_matrix((np.ones(len(r), np.int64), (r, c)), shape=(len(train_seqs), n_items + 1))
+    co = (x.T @ x).tocsr()  # [n_items + 1]^2 co-occurrence counts
+    deg = np.asarray(x.sum(0)).ravel()
+    popular = np.lexsort((np.arange(n_items + 1), -deg))
+    popular = popular[popular != 0]
+    out = np.zeros((n_items + 1, k), np.int64)
+    for i in range(1, n_items + 1):
+        j = co.indices[co.indptr[i]:co.indptr[i + 1]]
+        n = co.data[co.indptr[i]:co.indptr[i + 1]]
+        keep = (j != i) & (j != 0)
+        j, n = j[keep], n[keep]
+        jac = n / (deg[i] + deg[j] - n)
+        best = j[np.lexsort((j, -jac))][:k]
+        if len(best) < k:
+            fill = popular[~np.isin(popular, np.append(best, i))][:k - len(best)]
+            best = np.concatenate([best, fill])
+        out[i] = best
+    return out

@@ -93,6 +93,24 @@ def neighbour_control(art: SemanticArtifact, units, cfg: Config) -> tuple[np.nda
     return table, pi
 
 
+def item_table(art: SemanticArtifact, split, cfg: Config) -> np.ndarray:
+    """[n_items + 1, k_item] the L_IS substitute pools semantic.item_neighbours asks for."""
+    kind, k = cfg.semantic.item_neighbours, C.k_item(cfg.cl)
+    if kind == "semantic":
+        return art.item_nbrs[:, :k]
+    from sracl_ray.training import controls
+
+    if kind == "random":
+        table = controls.random_items(split.n_items, k, cfg.train.seed)
+        log.info("semantic.item_neighbours=random: L_IS substitutes of %d items are random other items (seed %d)",
+                 split.n_items, cfg.train.seed)
+        return table
+    table = controls.cooccurrence_items(split.train_seqs[1:], split.n_items, k)
+    log.info("semantic.item_neighbours=cooccurrence: L_IS substitutes of %d items are their Jaccard neighbours "
+             "over training users (no text)", split.n_items)
+    return table
+
+
 class DeviceData:
     """Every tensor a training step or an evaluation reads, resident on one device."""
 
@@ -119,7 +137,7 @@ class DeviceData:
             self.unit_emb = t(emb_in)
             self.unit_nbrs = t(unit_pools(art, units, C.k_user(cfg.cl), C.exclusion(cfg.semantic), table,
                                           None if emb_unit is None else art.unit_emb[emb_unit]))
-            self.item_nbrs = t(art.item_nbrs[:, :C.k_item(cfg.cl)])
+            self.item_nbrs = t(item_table(art, sp, cfg))
             self.sem_dim = art.unit_emb.shape[1]
 
     @property

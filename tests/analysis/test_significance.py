@@ -310,17 +310,20 @@ def test_exclusion_runs_are_their_own_arm_and_same_user_reads_as_the_old_key(tmp
     root = _store(tmp_path / "s", {"full": {1: rng.integers(0, 50, 60)}, "no_cl": {1: rng.integers(0, 50, 60)}})
     _extra_full_run(root, "longer-1", rng, **{"cfg.semantic.exclude": "longer_same_user"})
     _extra_full_run(root, "same-1", rng, **{"cfg.semantic.exclude": "same_user"})
+    _extra_full_run(root, "co-1", rng, **{"cfg.semantic.item_neighbours": "cooccurrence"})
     df = load_store(root)
     by_id = df.set_index("trial_id")
     assert by_id.loc["same-1", XSU] == True and by_id.loc["same-1", "cfg.semantic.exclude"] == "none"  # noqa: E712
     assert by_id.loc["full-1", "cfg.semantic.exclude"] == "none" and by_id.loc["full-1", XSU] == False  # noqa: E712
-    assert not {"longer-1", "same-1"} & set(at_reference(df)["trial_id"])
+    assert not {"longer-1", "same-1", "co-1"} & set(at_reference(df)["trial_id"])
     pairs = per_user_arms(df, "beauty", "sasrec")
-    base = {"dataset": "beauty", "backbone": "sasrec", "variant": "full", XSU: False, "cfg.semantic.exclude": "none"}
+    base = {"dataset": "beauty", "backbone": "sasrec", "variant": "full", XSU: False, "cfg.semantic.exclude": "none",
+            "cfg.semantic.item_neighbours": "semantic"}
     assert (base, base | {"cfg.semantic.exclude": "longer_same_user"}) in pairs
     assert (base, base | {XSU: True}) in pairs
     md = per_user_table(df, ["test/hr@20"]).to_markdown()
     assert "| SASRec+SRA-CL | SASRec+SRA-CL [no longer same-user prefixes] | HR@20 |" in md
+    assert "| SASRec+SRA-CL | SASRec+SRA-CL [cooccurrence item neighbours] | HR@20 |" in md
     assert "| SASRec+SRA-CL | SASRec+SRA-CL [other users' neighbours] | HR@20 |" in md
     plain = next(line for line in md.splitlines() if "| SASRec+SRA-CL | SASRec | HR@20 |" in line)
     assert "| 1/1 |" in plain

@@ -74,3 +74,65 @@ def test_device_tensors_follow_the_control(small_sample):
     r = rand.unit_nbrs.numpy()
     text = r[:, 0] != np.arange(len(r))
     assert (users[r[text]] != users[text][:, None]).all()
+
+
+def _naive_jaccard(train_seqs, n_items, k):
+    """Independent: Jaccard of user sets by plain Python sets, ties to the lower id, popularity fill."""
+    users = {i: set() for i in range(1, n_items + 1)}
+    for u, seq in enumerate(train_seqs):
+        for i in seq:
+            users[int(i)].add(u)
+    pop = sorted(range(1, n_items + 1), key=lambda i: (-len(users[i]), i))
+    out = []
+    for i in range(1, n_items + 1):
+        scored = [(-len(users[i] & users[j]) / len(users[i] | users[j]), j) for j in range(1, n_items + 1)
+                  if j != i and users[i] & users[j]]
+        best = [j for _, j in sorted(scored)][:k]
+        best += [j for j in pop if j != i and j not in best][:k - len(best)]
+        out.append(best)
+    return np.array([[0] * k] + out)
+
+
+def test_item_controls_random_and_cooccurrence():
+    rng = np.random.default_rng(3)
+    n_items = 30
+    seqs = [rng.choice(np.arange(1, 26), rng.integers(1, 7), replace=False) for _ in range(40)]  # 26..30 unseen
+    co = controls.cooccurrence_items(seqs, n_items, 4)
+    np.testing.assert_array_equal(co, _naive_jaccard(seqs, n_items, 4))
+    assert (co[0] == 0).all() and (co[1:] != np.arange(1, n_items + 1)[:, None]).all()
+    rnd = controls.random_items(n_items, 5, seed=2)
+    assert rnd.shape == (31, 5) and (rnd[0] == 0).all()
+    for i in range(1, 31):
+        assert len(set(rnd[i])) == 5 and i not in rnd[i] and rnd[i].min() >= 1 and rnd[i].max() <= n_items
+    np.testing.assert_array_equal(rnd, controls.random_items(n_items, 5, seed=2))
+    assert not np.array_equal(rnd, controls.random_items(n_items, 5, seed=3))
+    with pytest.raises(UserError, match="item_neighbours=random"):
+        controls.random_items(4, 4, seed=0)
+    with pytest.raises(C.ConfigError, match="semantic.item_neighbours"):
+        C.load(None, ["semantic.item_neighbours=shuffled"])
+    assert "semantic.item_neighbours=random" in C.inert_settings(
+        C.load(None, ["cl.variant=no_is", "semantic.item_neighbours=random"]))
+
+
+def test_item_control_changes_only_the_l_is_table_and_reads_training_data_only(small_sample, tmp_path):
+    import torch
+
+    from sracl_ray.training.fit import fit
+    from sracl_ray.training.inputs import DeviceData, prepare_inputs
+
+    cfg = C.load(None, small_sample)
+    prep = prepare_inputs(cfg)
+    plain = DeviceData(prep, cfg, torch.device("cpu"))
+    co_cfg = C.load(None, small_sample + ["semantic.item_neighbours=cooccurrence"])
+    co = DeviceData(prep, co_cfg, torch.device("cpu"))
+    assert torch.equal(plain.unit_nbrs, co.unit_nbrs) and not torch.equal(plain.item_nbrs, co.item_nbrs)
+    sp = prep.split
+    np.testing.assert_array_equal(co.item_nbrs.numpy(), controls.cooccurrence_items(sp.train_seqs[1:], sp.n_items,
+                                                                                    C.k_item(co_cfg.cl)))
+    # with the validation items added the table differs: so the equality above says that only the
+    # training sequences reached it
+    leaky = [np.append(s, v) for s, v in zip(sp.train_seqs[1:], sp.valid_target)]
+    assert not np.array_equal(co.item_nbrs.numpy(), controls.cooccurrence_items(leaky, sp.n_items,
+                                                                                C.k_item(co_cfg.cl)))
+    result = fit(C.load(None, small_sample + ["semantic.item_neighbours=random", "train.epochs=1"]), tmp_path / "r")
+    assert result["status"] == "ok" and result["config"]["semantic"]["item_neighbours"] == "random"
