@@ -46,11 +46,13 @@ SEMANTIC = "semantic"
 EXCLUDE = "cfg.semantic.exclude"
 NO_EXCLUSION = "none"
 ITEM_TABLE = "cfg.semantic.item_neighbours"
+UNIT_POOL = "cfg.semantic.unit_pool"  # release: the authors' leaky pool, an arm of its own
 # Every control setting: its column -> (the method's value, the arm label's mark of each other value).
 CONTROLS: dict[str, tuple[str, Callable[[str], str]]] = {
     NEIGHBOUR_TABLE: (SEMANTIC, lambda v: f" [{v} neighbours]"),
     EXCLUDE: (NO_EXCLUSION, lambda v: {"longer_same_user": " [no longer same-user prefixes]"}.get(v, f" [{v}]")),
     ITEM_TABLE: (SEMANTIC, lambda v: f" [{v} item neighbours]"),
+    UNIT_POOL: ("train", lambda v: f" [{v} unit pool]"),
 }
 # The variants that read the unit neighbours (L_CS); for no_cl and no_cs the key changes nothing, so
 # their `true` runs repeat their `false` runs (experiments/ablation.yaml) and are not arms of their own.

@@ -32,8 +32,9 @@ log = logging.getLogger(__name__)
 
 FIG4, FIG5, FIG6, FIG7 = ("fig4_model_agnostic.png", "fig5_alpha_beta.png", "fig6_k.png",
                           "fig7_sparsity.png")
+FIG7B = "fig7b_gain_by_composition.png"
 CURVES_PNG, CURVES_CSV = "learning_curves.png", "learning_curves.csv"
-OWNED_FILES = (FIG4, FIG5, FIG6, FIG7, CURVES_PNG, CURVES_CSV)  # removed when a new report has none
+OWNED_FILES = (FIG4, FIG5, FIG6, FIG7, FIG7B, CURVES_PNG, CURVES_CSV)  # removed when a new report has none
 _CSS = ("body{font-family:sans-serif;margin:2em;max-width:80em}table{border-collapse:collapse}"
         "td,th{border:1px solid #bbb;padding:2px 8px;text-align:right}.note{color:#555}"
         "img{max-width:100%}")
@@ -130,13 +131,42 @@ def _fig7(df: pd.DataFrame, out: Path, focus: list[str], ref: dict, edges: Seque
                    f"({', '.join(bin_labels(edges))}; mean ± std over seeds).{extra}")]
 
 
+def _fig7b(df: pd.DataFrame, out: Path, focus: list[str], ref: dict, skipped: list[str]) -> list[tuple[str, str]]:
+    """The gain-by-composition panel (analysis/composition_gain.py) for the first dataset and backbone
+    with both SRA-CL and its backbone at the reference."""
+    from analysis.composition_gain import composition_gain, plot_composition_gain
+
+    rows = at_reference(df, ref)
+    metric = focus[0] if focus[0].split("/", 1)[0] in RANK_COLUMNS else "test/" + focus[0].split("/", 1)[-1]
+    for (dataset, backbone), part in rows.groupby(["dataset", "backbone"], sort=True):
+        if not {V.METHOD, V.BASELINE} <= set(part["variant"]):
+            continue
+        where = {"dataset": dataset, "backbone": backbone}
+        method = part[part["variant"] == V.METHOD]
+        k = int(method["k"].dropna().iloc[0]) if "k" in method.columns and method["k"].notna().any() else 10
+        try:
+            summary = composition_gain(part, metric, where | {"variant": V.METHOD}, where | {"variant": V.BASELINE}, k)
+        except (UserError, FileNotFoundError, KeyError, ValueError) as e:
+            skipped.append(f"Fig. 7b (gain by composition): {e}")
+            return []
+        title = f"{dataset} {method_name(backbone, V.METHOD)} - {method_name(backbone, V.BASELINE)}, k={k}"
+        plot_composition_gain(summary, out / FIG7B, metric_label(metric), title)
+        return [(FIG7B, f"Fig. 7b: per-user {metric_label(metric)} gain of SRA-CL over its backbone ({dataset}, "
+                        f"{backbone}) by the share of a user's L_CS neighbours that are its own prefixes / its "
+                        f"own longer prefixes (which hold the target); mean ± s.e. over the bin's users, seeds "
+                        f"averaged first.")]
+    skipped.append("Fig. 7b (gain by composition): no dataset and backbone has both SRA-CL and its backbone.")
+    return []
+
+
 def _figures(df: pd.DataFrame, out: Path, focus: list[str], ref: dict, edges: Sequence[float],
              history: str, skipped: list[str]) -> list[tuple[str, str]]:
     """(file name, caption) of each figure written; reasons for the others go to ``skipped``."""
     return (_fig4(df, out, focus, ref, skipped)
             + _fig_hparam(df, out, focus, ref, skipped, FIG5, ("alpha", "beta"), "Fig. 5")
             + _fig_hparam(df, out, focus, ref, skipped, FIG6, ("k",), "Fig. 6")
-            + _fig7(df, out, focus, ref, edges, history, skipped))
+            + _fig7(df, out, focus, ref, edges, history, skipped)
+            + _fig7b(df, out, focus, ref, skipped))
 
 
 def _curves(df: pd.DataFrame, out: Path, focus: list[str], ref: dict, skipped: list[str],

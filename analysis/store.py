@@ -70,6 +70,7 @@ def _resolve(ranks_path: object, storage_dir: Path) -> str | None:
 # Settings added after stores were first written, with the value every earlier trial ran with.
 SETTING_DEFAULTS = {"cfg.semantic.exclude_same_user": False, "cfg.semantic.neighbours": "semantic",
                     "cfg.semantic.exclude": "none", "cfg.semantic.item_neighbours": "semantic",
+                    "cfg.semantic.unit_pool": "train",
                     "cfg.train.stop_rule": "strict"}  # the only rule before train.stop_rule existed
 
 

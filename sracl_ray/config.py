@@ -44,6 +44,10 @@ class SemanticConfig:
     artifact: str | None = None
     # "prefix" (one unit per training prefix, the authors' release) | "user" (paper wording).
     granularity: str = "prefix"
+    # Units the L_CS neighbours are drawn from: train (the training prefixes only) | release (the
+    # authors' release: also each user's whole training sequence and its test input, so validation
+    # items reach training through L_CS; semantic/units.py).  release needs granularity prefix.
+    unit_pool: str = "train"
     # Cache directory for artifacts built on the fly; None = <out>/../.sracl_cache
     cache_dir: str | None = None
     # Synthesis-head input: false = the raw encoder outputs (the authors' release): the stored unit
@@ -160,6 +164,7 @@ DATA_FORMATS = ("auto", "paper", "recbole", "amazon_raw", "yelp_raw")
 TIES = M.TIE_POLICIES
 STOP_RULES = ("release", "strict")  # train.stop_rule: what each means is training/stopping.py
 NEIGHBOUR_TABLES = ("semantic", "random_other_user", "shuffled")  # semantic.neighbours: training/controls.py
+UNIT_POOLS = ("train", "release")  # semantic.unit_pool: semantic/units.py
 EXCLUSIONS = ("none", "same_user", "longer_same_user")  # semantic.exclude: semantic/composition.py
 ITEM_TABLES = ("semantic", "random", "cooccurrence")  # semantic.item_neighbours: training/controls.py
 CS_FORMS, CS_ANCHORS, CE_PADDING = ("release", "paper"), ("reencode", "shared"), ("exclude", "include")
@@ -201,7 +206,7 @@ def loss_weights(cl: CLConfig) -> tuple[float, float]:
 
 
 # Settings that only one loss reads (training/step.py, training/inputs.py, training/fit.py).
-CS_ONLY = ("cl.cs_form", "cl.cs_anchor", "semantic.exclude", "semantic.exclude_same_user", "semantic.granularity", "cl.k_user",
+CS_ONLY = ("cl.cs_form", "cl.cs_anchor", "semantic.exclude", "semantic.exclude_same_user", "semantic.unit_pool", "semantic.granularity", "cl.k_user",
            "semantic.neighbours")
 SYNTH_ONLY = ("semantic.normalize", "cl.attn_dropout")  # the L_CS synthesis head (not built for unlearnable)
 IS_ONLY = ("cl.substitute_prob", "cl.k_item", "semantic.item_neighbours")
@@ -323,6 +328,9 @@ def validate(cfg: Config) -> Config:
         (cfg.train.stop_rule in STOP_RULES, "train.stop_rule", f"must be one of {STOP_RULES}"),
         (cfg.semantic.neighbours in NEIGHBOUR_TABLES, "semantic.neighbours", f"must be one of {NEIGHBOUR_TABLES}"),
         (cfg.semantic.exclude in EXCLUSIONS, "semantic.exclude", f"must be one of {EXCLUSIONS}"),
+        (cfg.semantic.unit_pool in UNIT_POOLS, "semantic.unit_pool", f"must be one of {UNIT_POOLS}"),
+        (cfg.semantic.unit_pool == "train" or cfg.semantic.granularity == "prefix", "semantic.unit_pool",
+         "release is the release's pool of prefixes: it needs semantic.granularity=prefix"),
         (cfg.semantic.item_neighbours in ITEM_TABLES, "semantic.item_neighbours", f"must be one of {ITEM_TABLES}"),
         (not cfg.semantic.exclude_same_user or cfg.semantic.exclude in ("none", "same_user"),
          "semantic.exclude_same_user", f"true means semantic.exclude=same_user, which contradicts "

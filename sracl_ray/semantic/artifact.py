@@ -54,6 +54,11 @@ class SemanticArtifact:
         return self.manifest.get("settings", {}).get("granularity", "prefix")
 
     @property
+    def unit_pool(self) -> str:
+        """Which units it holds (semantic/units.py UNIT_POOLS): train, or the release's pool."""
+        return self.manifest.get("settings", {}).get("unit_pool", "train")
+
+    @property
     def max_k(self) -> int:
         return int(min(self.item_nbrs.shape[1], self.unit_nbrs.shape[1]))
 

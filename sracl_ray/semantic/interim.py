@@ -96,14 +96,14 @@ def unit_means(item_emb: np.ndarray, hist: np.ndarray, has_text: np.ndarray, chu
 
 def build_from_item_embeddings(split: Split, item_vecs: np.ndarray, granularity: str, max_k: int,
                                settings: dict, device: str = "cpu", textless: np.ndarray | None = None,
-                               progress: bool = False) -> SemanticArtifact:
+                               progress: bool = False, unit_pool: str = "train") -> SemanticArtifact:
     """Units = mean of their items' vectors; neighbours by top-k cosine, text-less items and units excluded.
 
     item_vecs: [n_items, D] for ids 1..n_items; textless: sorted ids of items without text.
     """
     t_items = np.zeros(0, np.int64) if textless is None else np.asarray(textless, dtype=np.int64)
     item_emb = np.vstack([np.zeros((1, item_vecs.shape[1]), np.float32), normalise(item_vecs)])
-    units = build_units(split, granularity)
+    units = build_units(split, granularity, unit_pool)
     hist = unit_histories(split, units)  # [U, L]
     has_text = np.ones(split.n_items + 1, dtype=bool)
     has_text[0] = False
@@ -124,11 +124,13 @@ def build_from_item_embeddings(split: Split, item_vecs: np.ndarray, granularity:
 
 def build_interim(data: InteractionData, split: Split, out_dir: str | Path, granularity: str = "prefix",
                   max_k: int = 100, encoder: Encoder | None = None, progress: bool = True,
-                  device: str = "cpu") -> SemanticArtifact:
+                  device: str = "cpu", unit_pool: str = "train") -> SemanticArtifact:
     """Build (or reuse, when its manifest matches) the interim artifact in out_dir (top-k on `device`)."""
     settings = {"builder": "interim-minilm-mean", "granularity": granularity, "max_k": max_k,
                 "max_len": split.max_len, "text_columns": list(TEXT_COLUMNS), "textless": "excluded",
                 "unit_norm": "norm of the mean of the unit's item vectors"}
+    if unit_pool != "train":  # (train-pool artifacts built before the setting existed stay fresh)
+        settings["unit_pool"] = unit_pool
     inputs = {"dataset": data.fingerprint}
     if encoder is None:
         try:
@@ -146,7 +148,7 @@ def build_interim(data: InteractionData, split: Split, out_dir: str | Path, gran
     encode = encoder or minilm_encoder()
     vecs = encode_with_progress(encode, texts, progress)
     art = build_from_item_embeddings(split, vecs, granularity, max_k, settings, device=device, textless=t_items,
-                                     progress=progress)
+                                     progress=progress, unit_pool=unit_pool)
     art = SemanticArtifact(**{**art.__dict__, "manifest": {**art.manifest, "inputs": inputs}})
     save_artifact(out_dir, art)
     return art

@@ -55,7 +55,7 @@ class Prepared:
         Prepared, or built now for one made without them (benchmarks)."""
         if self.units is not None and self.unit_hist is not None:
             return self.units, self.unit_hist
-        units = build_units(self.split, self.semantic.granularity)
+        units = build_units(self.split, self.semantic.granularity, self.semantic.unit_pool)
         return units, unit_histories(self.split, units)
 
     @property
@@ -85,9 +85,20 @@ def resolve_artifact(cfg: Config, data: InteractionData, split: Split) -> tuple[
     else:
         from sracl_ray.semantic.interim import build_interim
 
-        path = default_cache_dir(cfg) / f"interim-{data.fingerprint}-L{split.max_len}-{cfg.semantic.granularity}"
-        art = build_interim(data, split, path, granularity=cfg.semantic.granularity, progress=cfg.train.progress)
-    units = build_units(split, art.granularity)
+        pool = cfg.semantic.unit_pool
+        path = default_cache_dir(cfg) / (f"interim-{data.fingerprint}-L{split.max_len}-{cfg.semantic.granularity}"
+                                         + ("" if pool == "train" else f"-{pool}"))
+        art = build_interim(data, split, path, granularity=cfg.semantic.granularity, progress=cfg.train.progress,
+                            unit_pool=pool)
+    if art.unit_pool != cfg.semantic.unit_pool:
+        raise ArtifactError(f"{path}: built with semantic.unit_pool={art.unit_pool}, the config asks for "
+                            f"semantic.unit_pool={cfg.semantic.unit_pool} (build one with that pool, or leave "
+                            f"semantic.artifact unset for the interim one)")
+    units = build_units(split, art.granularity, art.unit_pool)
+    if art.unit_pool == "release":
+        log.warning("semantic.unit_pool=release: %d units of each user's whole training sequence and test input join "
+                    "the L_CS neighbour pool, as in the authors' release: validation items reach training through "
+                    "L_CS (the test item never does); docs/FIDELITY.md", len(units) - split.n_samples)
     art.check(split.n_items, len(units), max_k(cfg.cl), where=str(path))
     if not np.array_equal(art.units["key"].to_numpy(), units["key"].to_numpy()):
         raise ArtifactError(f"{Path(path) / 'units.parquet'}: its units do not match this dataset's training "

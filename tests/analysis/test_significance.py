@@ -300,8 +300,9 @@ def _extra_full_run(root: Path, trial: str, rng, **settings) -> None:
     row.to_parquet(root / "results" / f"trial-{trial}.parquet")
 
 
-def test_exclusion_runs_are_their_own_arm_and_same_user_reads_as_the_old_key(tmp_path: Path):
-    """semantic.exclude=longer_same_user runs are compared with full and never reference rows;
+def test_control_runs_are_their_own_arms_and_same_user_reads_as_the_old_key(tmp_path: Path):
+    """semantic.exclude=longer_same_user, item_neighbours and unit_pool=release runs are compared with full
+    and never reference rows;
     semantic.exclude=same_user lands in the exclude_same_user arm (one column for "other users only")."""
     from analysis.methods import at_reference
     from analysis.tables import per_user_arms, per_user_table
@@ -311,19 +312,21 @@ def test_exclusion_runs_are_their_own_arm_and_same_user_reads_as_the_old_key(tmp
     _extra_full_run(root, "longer-1", rng, **{"cfg.semantic.exclude": "longer_same_user"})
     _extra_full_run(root, "same-1", rng, **{"cfg.semantic.exclude": "same_user"})
     _extra_full_run(root, "co-1", rng, **{"cfg.semantic.item_neighbours": "cooccurrence"})
+    _extra_full_run(root, "rel-1", rng, **{"cfg.semantic.unit_pool": "release"})
     df = load_store(root)
     by_id = df.set_index("trial_id")
     assert by_id.loc["same-1", XSU] == True and by_id.loc["same-1", "cfg.semantic.exclude"] == "none"  # noqa: E712
     assert by_id.loc["full-1", "cfg.semantic.exclude"] == "none" and by_id.loc["full-1", XSU] == False  # noqa: E712
-    assert not {"longer-1", "same-1", "co-1"} & set(at_reference(df)["trial_id"])
+    assert not {"longer-1", "same-1", "co-1", "rel-1"} & set(at_reference(df)["trial_id"])
     pairs = per_user_arms(df, "beauty", "sasrec")
     base = {"dataset": "beauty", "backbone": "sasrec", "variant": "full", XSU: False, "cfg.semantic.exclude": "none",
-            "cfg.semantic.item_neighbours": "semantic"}
+            "cfg.semantic.item_neighbours": "semantic", "cfg.semantic.unit_pool": "train"}
     assert (base, base | {"cfg.semantic.exclude": "longer_same_user"}) in pairs
     assert (base, base | {XSU: True}) in pairs
     md = per_user_table(df, ["test/hr@20"]).to_markdown()
     assert "| SASRec+SRA-CL | SASRec+SRA-CL [no longer same-user prefixes] | HR@20 |" in md
     assert "| SASRec+SRA-CL | SASRec+SRA-CL [cooccurrence item neighbours] | HR@20 |" in md
+    assert "| SASRec+SRA-CL | SASRec+SRA-CL [release unit pool] | HR@20 |" in md
     assert "| SASRec+SRA-CL | SASRec+SRA-CL [other users' neighbours] | HR@20 |" in md
     plain = next(line for line in md.splitlines() if "| SASRec+SRA-CL | SASRec | HR@20 |" in line)
     assert "| 1/1 |" in plain

@@ -39,3 +39,5 @@ def test_quickstart_prints_baselines_caveat_and_report(local_ray, tmp_path, caps
     assert rec["results"]["baseline[popularity]"]["test/hr@10"] == round(rows[0]["test/hr@10"], 4)
     html = Path(storage / "report" / "index.html").read_text()
     assert "Reference rankings (no learning)" in html and pop_hr10 in html
+    # the gain-by-composition panel, from the ranks and the artifact the sweep's trials used
+    assert "fig7b_gain_by_composition.png" in html and (storage / "report" / "fig7b_gain_by_composition.png").exists()
