@@ -1,4 +1,9 @@
-"""The reproduction study's tables (benchmarks/REPRODUCTION.md), from a sweep's results store.
+"""The CPU studies' tables (benchmarks/REPRODUCTION.md), from a sweep's results store.
+
+Two designs (--design): `cpu_study` (benchmarks/cpu_study.yaml, below) and `attribution`
+(benchmarks/attribution_cpu.yaml: full under each semantic.exclude value, no_cl, self_view; the
+contrasts of experiments/attribution.yaml's header; determinism: no_cl and self_view read no unit
+neighbours, so their runs under each exclusion must equal the exclude=none ones seed for seed).
 
 Reads the store the platform wrote (`sracl-ray sweep run experiments/cpu_study.yaml --storage S`)
 and records, for the arms full, no_cl and full + semantic.exclude_same_user:
@@ -12,7 +17,8 @@ and records, for the arms full, no_cl and full + semantic.exclude_same_user:
     must equal the false ones seed for seed.
 
     python benchmarks/study_tables.py runs/study --out benchmarks/results/cpu_study.json
-    python benchmarks/study_tables.py --smoke      # a synthetic store: checks the code path
+    python benchmarks/study_tables.py runs/attribution_cpu --design attribution
+    python benchmarks/study_tables.py --smoke [--design attribution]   # a synthetic store: the code path
 """
 from __future__ import annotations
 
@@ -37,6 +43,22 @@ EXCL = "cfg.semantic.exclude_same_user"
 ARMS = {"full": {"variant": "full", EXCL: False}, "no_cl": {"variant": "no_cl", EXCL: False},
         "full_excl": {"variant": "full", EXCL: True}}
 COMPARISONS = (("full", "no_cl"), ("full_excl", "no_cl"), ("full", "full_excl"))
+EXCLUDE = "cfg.semantic.exclude"  # exclude=same_user is read as EXCL=True (analysis/store.canonical_settings)
+PLAIN = {EXCL: False, EXCLUDE: "none"}
+ATTRIBUTION_ARMS = {"full": {"variant": "full", **PLAIN}, "no_cl": {"variant": "no_cl", **PLAIN},
+                    "self_view": {"variant": "self_view", **PLAIN},
+                    "full_no_longer": {"variant": "full", EXCL: False, EXCLUDE: "longer_same_user"},
+                    "full_other_users": {"variant": "full", EXCL: True, EXCLUDE: "none"}}
+ATTRIBUTION_COMPARISONS = (("full", "no_cl"), ("self_view", "no_cl"), ("full", "self_view"),
+                           ("full", "full_no_longer"), ("full_no_longer", "full_other_users"),
+                           ("full_other_users", "self_view"))
+# (arms, comparisons, the runs that must repeat: {variant: [the where of each repeat]})
+DESIGNS = {
+    "cpu_study": (ARMS, COMPARISONS, {"no_cl": [{EXCL: True}]}),
+    "attribution": (ATTRIBUTION_ARMS, ATTRIBUTION_COMPARISONS,
+                    {v: [{EXCL: False, EXCLUDE: "longer_same_user"}, {EXCL: True, EXCLUDE: "none"}]
+                     for v in ("no_cl", "self_view")}),
+}
 
 
 def arm_summary(df, where: dict) -> dict:
@@ -65,17 +87,29 @@ def comparison(df, treat: dict, base: dict, metric: str, cache: dict) -> dict:
                          "mde": min_detectable_difference(t.to_numpy() - b.to_numpy())}}
 
 
-def determinism(df) -> dict:
+def determinism(df, arms: dict = ARMS, repeats: dict | None = None) -> dict:
+    """Per repeat of a variant that reads no unit neighbours: its runs equal the plain ones seed for seed."""
     ok = only_ok(df)
-    a = select(ok, {"variant": "no_cl", EXCL: False}).set_index("seed")
-    b = select(ok, {"variant": "no_cl", EXCL: True}).set_index("seed")
-    common = sorted(set(a.index) & set(b.index))
-    same = [bool(all(a.loc[s, m] == b.loc[s, m] for m in METRICS)) for s in common]
-    return {"seeds_compared": [int(s) for s in common], "identical": same}
+    seeds, same = [], []
+    for variant, wheres in (repeats or {"no_cl": [{EXCL: True}]}).items():
+        plain = next(w for w in arms.values() if w["variant"] == variant)
+        a = select(ok, plain).set_index("seed")
+        for where in wheres:
+            b = select(ok, {"variant": variant, **where}).set_index("seed")
+            common = sorted(set(a.index) & set(b.index))
+            seeds += [int(s) for s in common]
+            same += [bool(all(a.loc[s, m] == b.loc[s, m] for m in METRICS)) for s in common]
+    return {"seeds_compared": seeds, "identical": same}
 
 
-def synthetic_store(root: Path, users: int = 300, seeds=(1, 2, 3)) -> Path:
-    """Rows + ranks for the three arms (and no_cl's repeat) with a known small gain for `full`."""
+SYNTHETIC_RUNS = {  # design -> (variant, semantic.exclude) of each synthetic arm
+    "cpu_study": [("full", "none"), ("no_cl", "none"), ("full", "same_user"), ("no_cl", "same_user")],
+    "attribution": [(v, e) for v in ("full", "no_cl", "self_view") for e in ("none", "longer_same_user", "same_user")],
+}
+
+
+def synthetic_store(root: Path, users: int = 300, seeds=(1, 2, 3), design: str = "cpu_study") -> Path:
+    """Rows + ranks for the design's arms (and the repeats) with a known small gain for `full`."""
     import pandas as pd
 
     from sracl_ray.config import load
@@ -83,13 +117,16 @@ def synthetic_store(root: Path, users: int = 300, seeds=(1, 2, 3)) -> Path:
 
     rng = np.random.default_rng(0)
     base_rank = rng.integers(0, 400, size=users)
-    shift = {"full": -20, "no_cl": 0}
-    for (variant, excl) in (("full", False), ("no_cl", False), ("full", True), ("no_cl", True)):
+    shift = {"full": -20, "no_cl": 0, "self_view": -5}
+    for (variant, excl) in SYNTHETIC_RUNS[design]:
         for seed in seeds:
-            tid = f"{variant}-{int(excl)}-{seed}"
-            noise = np.random.default_rng(seed).integers(-30, 30, size=users)  # no_cl repeats: same per seed
-            extra = 0 if variant == "no_cl" else np.random.default_rng(100 + seed + 10 * excl).integers(-5, 5, users)
-            rank = np.clip(base_rank + shift[variant] + (10 if excl and variant == "full" else 0) + noise + extra, 0,
+            tid = f"{variant}-{excl}-{seed}"
+            noise = np.random.default_rng(seed).integers(-30, 30, size=users)  # repeats: same per seed
+            reads = variant == "full"  # the only synthetic variant whose runs an exclusion changes
+            extra = np.random.default_rng(100 + seed + 10 * len(excl)).integers(-5, 5, users) if reads else 0
+            if not reads and variant != "no_cl":
+                extra = np.random.default_rng(200 + seed).integers(-5, 5, users)
+            rank = np.clip(base_rank + shift[variant] + (10 * (excl != "none") if reads else 0) + noise + extra, 0,
                            None)
             ranks = pd.DataFrame({"user": np.arange(1, users + 1), "rank_valid": rank, "ties_valid": 0,
                                   "rank_test": rank, "ties_test": 0, "train_len": 5, "test_input_len": 6})
@@ -102,7 +139,9 @@ def synthetic_store(root: Path, users: int = 300, seeds=(1, 2, 3)) -> Path:
                 k = int(k)
                 hit = rank < k
                 metrics[m] = float(hit.mean() if kind == "hr" else (hit / np.log2(rank + 2)).mean())
-            cfg = load(None, [f"cl.variant={variant}", f"train.seed={seed}", f"semantic.exclude_same_user={excl}"])
+            excl_set = (f"semantic.exclude_same_user={excl == 'same_user'}" if design == "cpu_study"
+                        else f"semantic.exclude={excl}")
+            cfg = load(None, [f"cl.variant={variant}", f"train.seed={seed}", excl_set])
             result = {"status": "ok", "metrics": metrics, "best_epoch": 5, "epochs_run": 15,
                       "dataset": {"name": "synthetic", "fingerprint": "synthetic"}}
             store.write_row(root, store.trial_row(result, cfg, tid, "cpu_study", f"trials/{tid}/ranks.parquet"))
@@ -134,8 +173,8 @@ def markdown(arms: dict, comps: dict, det: dict) -> str:
             lines.append(f"| {name} | {m} | {fmt(c['mean_diff'])} | {t['n']}, {fmt_p(t['p'])} | {fmt(t['mde'])} "
                          f"| [{fmt(u['ci95'][0])}, {fmt(u['ci95'][1])}] | {fmt_p(u['wilcoxon_p'])} "
                          f"| {fmt(u['mde'])} (n={u['n_users']}) |")
-    lines += ["", f"no_cl determinism (exclude_same_user true vs false, seeds {det['seeds_compared']}): "
-                  f"identical {det['identical']}"]
+    lines += ["", f"determinism of the variants that read no unit neighbours (their exclusion runs vs the plain "
+                  f"ones, seeds {det['seeds_compared']}): identical {det['identical']}"]
     return "\n".join(lines)
 
 
@@ -143,22 +182,25 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("storage", nargs="?", default="runs/study",
                     help="the study's sweep storage dir, or a dir holding several (e.g. seeds 1-3 and 4-6)")
+    ap.add_argument("--design", choices=sorted(DESIGNS), default="cpu_study")
     add_args(ap)
     args = ap.parse_args(argv)
+    arms_of, comparisons, repeats = DESIGNS[args.design]
     rec = Record("study_tables", args, argv)
     tmp = None
     storage = Path(args.storage)
     if args.smoke:
         tmp = tempfile.TemporaryDirectory()
-        storage = synthetic_store(Path(tmp.name))
+        storage = synthetic_store(Path(tmp.name), design=args.design)
     df = load_root(storage) if sweep_dirs(storage) else load_store(storage)  # one sweep, or several
     rec.log("storage", str(args.storage) if not args.smoke else "synthetic")
-    rec.log("arms", {name: arm_summary(df, where) for name, where in ARMS.items()})
-    arms = {name: arm_summary(df, where) for name, where in ARMS.items()}
+    rec.log("design", args.design)
+    arms = {name: arm_summary(df, where) for name, where in arms_of.items()}
+    rec.log("arms", arms)
     cache: dict = {}
-    comps = {f"{t} vs {b}": {m: comparison(df, ARMS[t], ARMS[b], m, cache) for m in METRICS}
-             for t, b in COMPARISONS}
-    det = determinism(df)
+    comps = {f"{t} vs {b}": {m: comparison(df, arms_of[t], arms_of[b], m, cache) for m in METRICS}
+             for t, b in comparisons}
+    det = determinism(df, arms_of, repeats)
     rec.log("comparisons", comps)
     rec.log("determinism_no_cl", det)
     rec.write()

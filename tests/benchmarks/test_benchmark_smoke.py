@@ -118,3 +118,24 @@ def test_smoke(script: Path, tmp_path: Path, request, monkeypatch):
                                       f"{proc.stderr[-3000:]}")
     check_record(json.loads(out.read_text()), script.stem)
     assert results_listing() == before, "a smoke run wrote into benchmarks/results"
+
+
+def test_study_tables_attribution_design_smoke(tmp_path: Path, monkeypatch):
+    """benchmarks/study_tables.py --design attribution on its synthetic store: every contrast of
+    experiments/attribution.yaml is computed, and the repeats of the variants that read no unit
+    neighbours are found and equal (the CPU attribution study's table comes from this code)."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    import study_tables
+
+    out = tmp_path / "result.json"
+    assert study_tables.main(["--smoke", "--design", "attribution", "--out", str(out)]) == 0
+    rec = json.loads(out.read_text())
+    check_record(rec, "study_tables")
+    res = rec["results"]
+    assert res["design"] == "attribution"
+    assert set(res["arms"]) == set(study_tables.ATTRIBUTION_ARMS) and all(a["n"] == 3 for a in res["arms"].values())
+    assert set(res["comparisons"]) == {f"{t} vs {b}" for t, b in study_tables.ATTRIBUTION_COMPARISONS}
+    det = res["determinism_no_cl"]
+    assert len(det["identical"]) == 12 and all(det["identical"])  # no_cl, self_view x 2 exclusions x 3 seeds
+    # the synthetic store gives full a known gain over no_cl: the table sees it
+    assert res["comparisons"]["full vs no_cl"]["test/ndcg@20"]["mean_diff"] > 0
