@@ -175,7 +175,7 @@ def run_trial(task: dict) -> dict:
     sweep = Path(task["sweep"])
     out_dir = sweep / "trials" / task["trial_id"]
     curve: list[dict] = []
-    summary = {"trial_id": task["trial_id"], "variant": task["variant"], "exclude_same_user": task["xsu"],
+    summary = {"trial_id": task["trial_id"], "variant": task["variant"], "arm_sets": task.get("arm_sets", []),
                "seed": task["seed"], "pid": os.getpid(), "start_s": round(t0 - task["t_start"], 1), "curve": curve}
 
     def report(metrics: dict, _checkpoint) -> None:
@@ -215,16 +215,41 @@ def run_trial(task: dict) -> dict:
 
 # ---------- the study ----------
 
-def arms(args) -> list[tuple[str, bool]]:
-    """(variant, exclude_same_user) of every arm; the second only where the config knows the key."""
+def arms(args) -> list[tuple[str, str, list[str]]]:
+    """(trial-id stem, variant, the arm's own overrides) of every arm: each point of --grid FILE's grid
+    (train.seed left to --seeds), else --variants plus --xsu-variants with exclude_same_user."""
+    if args.grid:
+        return grid_arms(args.grid)
     from sracl_ray.config import SemanticConfig
 
-    out = [(v, False) for v in args.variants]
+    out = [(v, v, []) for v in args.variants]
     if args.xsu_variants:
         if "exclude_same_user" not in {f.name for f in dataclasses.fields(SemanticConfig)}:
             log.warning("this checkout has no %s: its arms are skipped", XSU_KEY)
         else:
-            out += [(v, True) for v in args.xsu_variants]
+            out += [(f"{v}-xsu", v, [f"{XSU_KEY}=true"]) for v in args.xsu_variants]
+    return out
+
+
+def grid_arms(path: str) -> list[tuple[str, str, list[str]]]:
+    """The arms of an experiment file's grid (e.g. experiments/attribution.yaml): its base settings
+    (less data.*, which --data and --max-users set) and each point's values, seeds from --seeds."""
+    import itertools
+
+    from sracl_ray import config as C
+    from sracl_ray.sweeps.experiment import load_experiment
+
+    exp = load_experiment(path)
+    if exp.search.mode != "grid":
+        raise SystemExit(f"--grid {path}: search.mode is {exp.search.mode}, not grid")
+    base = [f"{k}={C.scalar_text(v)}" for k, v in C.flatten(exp.base).items() if not k.startswith("data.")]
+    grid = {k: v for k, v in exp.search.grid.items() if k != "train.seed"}
+    out = []
+    for combo in itertools.product(*grid.values()):
+        point = dict(zip(grid, combo))
+        stem = "-".join(str(v) for v in combo) or "base"
+        variant = str(point.get("cl.variant", C.from_dict(exp.base).cl.variant))
+        out.append((stem, variant, base + [f"{k}={C.scalar_text(v)}" for k, v in point.items()]))
     return out
 
 
@@ -256,13 +281,12 @@ def tasks(args, artifact: Path, sweep: Path, t_start: float) -> tuple[list[dict]
     """Seed-major trial list (every arm of the first seed first), less the trials already done."""
     done, todo = done_trials(sweep), []
     for seed in args.seeds:
-        for variant, xsu in arms(args):
-            tid = f"{variant}{'-xsu' if xsu else ''}-s{seed}"
+        for stem, variant, arm_sets in arms(args):
+            tid = f"{stem}-s{seed}"
             if tid in done:
                 continue
-            sets = base_sets(args, artifact) + [f"cl.variant={variant}", f"train.seed={seed}"]
-            sets += [f"{XSU_KEY}=true"] if xsu else []
-            todo.append({"trial_id": tid, "variant": variant, "xsu": xsu, "seed": seed, "sets": sets,
+            sets = arm_sets + base_sets(args, artifact) + [f"cl.variant={variant}", f"train.seed={seed}"]
+            todo.append({"trial_id": tid, "variant": variant, "arm_sets": arm_sets, "seed": seed, "sets": sets,
                          "sweep": str(sweep), "experiment": args.experiment, "t_start": t_start,
                          "deadline": t_start + args.budget_s})
     return todo, sorted(done)
@@ -312,6 +336,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--experiment", default="ablation", help="experiment name in the store (default ablation)")
     ap.add_argument("--variants", default=",".join(VARIANTS))
     ap.add_argument("--xsu-variants", default="full", help=f"variants also run with {XSU_KEY}=true ('' = none)")
+    ap.add_argument("--grid", default=None, metavar="EXPERIMENT.yaml",
+                    help="run the arms of this experiment file's grid instead of --variants/--xsu-variants "
+                         "(e.g. experiments/attribution.yaml; seeds from --seeds)")
     ap.add_argument("--seeds", default="1,2,3,4,5")
     ap.add_argument("--procs", type=int, default=4, help="trials at once on the GPU (processes)")
     ap.add_argument("--epochs", type=int, default=200, help="epoch cap (the paper's protocol: 200, patience 10)")

@@ -11,6 +11,10 @@
 # 2. On the GPU machine, with the device tool:
 #      run(command="bash benchmarks/reproduce_gpu.sh", carry=[".gpu_payload"], timeout_s=600)
 #    Extra arguments go to the driver, e.g. `bash benchmarks/reproduce_gpu.sh --seeds 4,5`;
+#    the attribution study (experiments/attribution.yaml, 9 arms x 5 seeds: more than one device
+#    window until fused trials land, so run it seed by seed):
+#      bash benchmarks/reproduce_gpu.sh --grid experiments/attribution.yaml --experiment attribution --seeds 1
+#    and its CPU check: python benchmarks/reproduce_gpu.py --smoke --grid experiments/attribution.yaml;
 #    BUDGET_S (default 480) leaves room for start-up and packing inside the 10-minute limit.
 # 3. Back here: $OUT holds reproduce_gpu-*.json (raw timings and metrics: copy it to
 #    benchmarks/results/), reproduce_gpu.log and reproduce_gpu_store.tgz (results rows, ranks and

@@ -81,7 +81,7 @@ def _task(driver, tmp_path: Path, deadline: float, extra: tuple[str, ...] = ()) 
     sweep = tmp_path / "st" / "ablation"
     (sweep / "results").mkdir(parents=True)
     sets = driver.base_sets(args, artifact) + ["cl.variant=full", "train.seed=1", *extra]
-    return {"trial_id": "full-s1", "variant": "full", "xsu": False, "seed": 1, "sets": sets, "sweep": str(sweep),
+    return {"trial_id": "full-s1", "variant": "full", "arm_sets": [], "seed": 1, "sets": sets, "sweep": str(sweep),
             "experiment": "ablation", "t_start": 0.0, "deadline": deadline}
 
 
@@ -134,3 +134,23 @@ def test_errored_trial_row_is_the_trainables_row(driver, tmp_path: Path, monkeyp
     row = store.read_store(Path(task["sweep"])).iloc[0]
     assert row["status"] == "errored" and row["host"] == socket.gethostname()
     assert "RuntimeError: endpoint refused key" in row["error"] and key not in row["error"]
+
+
+def test_grid_runs_the_arms_of_attribution_yaml(driver, tmp_path: Path):
+    """--grid experiments/attribution.yaml: one arm per grid point (seeds from --seeds), each with the
+    file's base settings (its data section left to --data) and the point's values; every planned
+    trial's settings load, and the trial ids name the point."""
+    from sracl_ray import config as C
+
+    args = driver.parse_args(["--smoke", "--grid", str(REPO / "experiments" / "attribution.yaml"), "--seeds", "1,2",
+                              "--storage", str(tmp_path / "st"), "--out", str(tmp_path / "r.json")])
+    args.seeds = [1, 2]  # --smoke keeps one seed; the plan of two is what is checked here
+    arms = driver.arms(args)
+    assert len(arms) == 9 and {a[0] for a in arms} >= {"full-none", "full-longer_same_user", "self_view-same_user"}
+    todo, done = driver.tasks(args, tmp_path / "artifact", tmp_path / "st" / "attribution", 0.0)
+    assert done == [] and len(todo) == 18 and todo[0]["trial_id"] == "full-none-s1"
+    for t in todo:
+        cfg = C.load(None, t["sets"])
+        assert cfg.cl.variant == t["variant"] and cfg.train.seed == t["seed"] and cfg.train.metric == "valid/mrr@10"
+        assert C.exclusion(cfg.semantic) == t["trial_id"].split("-")[1]
+        assert cfg.data.max_users == driver.SMOKE_USERS  # the file's data section is not used
