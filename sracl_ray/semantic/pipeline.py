@@ -115,7 +115,27 @@ def load_prepared(path: str | Path) -> tuple[InteractionData, Split]:
     train_seqs = [np.zeros(0, np.int64)] + [s[:-2] for s in data.sequences[1:]]
     split = Split(max_len=int(info["max_len"]), n_items=data.n_items, n_users=data.n_users,
                   train_seqs=train_seqs, **arrays)
+    # the raw data's fingerprint, as prepare recorded it (the stored item text has its missing values
+    # written as "", so hashing it again would name the same data differently)
+    data.__dict__["fingerprint"] = str(info["fingerprint"])
     return data, split
+
+
+def fresh_prepared(cfg: Config, artifact: str | Path) -> Path | None:
+    """The prepare stage that made a pipeline artifact (``<out>/artifact`` -> ``<out>/prepared``), when it
+    is fresh for this data config: the same data settings, the same raw files (fingerprint), and the
+    fingerprint the artifact lists as its input; else None (read the raw data instead)."""
+    art_dir = Path(artifact)
+    prepared = art_dir.parent / "prepared"
+    built_from = ((read_manifest(art_dir) or {}).get("inputs") or {}).get("prepared")
+    m = read_manifest(prepared)
+    if not built_from or not m or m.get("stage") != "prepare" or m.get("fingerprint") != built_from:
+        return None
+    try:
+        raw = fingerprint_files(dataset_path(cfg.data))
+    except (OSError, UserError):
+        return None
+    return prepared if is_fresh(prepared, {"data": dataclasses.asdict(cfg.data)}, {"raw": raw}) else None
 
 
 def _read_stage_file(path: Path, read):

@@ -121,10 +121,26 @@ def check_trainable(data: InteractionData, split: Split, cfg: Config) -> None:
             f"sample needs users with >= 4 interactions"))
 
 
+def load_data(cfg: Config) -> tuple[InteractionData, Split]:
+    """The dataset and its leave-one-out split: from the pipeline's prepared/ stage when
+    semantic.artifact is that pipeline's artifact and the stage is fresh for cfg.data (what the stages
+    wrote, no re-parse and re-split), else from the raw files."""
+    if cfg.semantic.artifact and needs_semantic(cfg):
+        from sracl_ray.semantic.pipeline import fresh_prepared, load_prepared
+
+        prepared = fresh_prepared(cfg, cfg.semantic.artifact)
+        if prepared is not None:
+            log.info("data and split from the prepare stage %s (the one %s was built from)", prepared,
+                     cfg.semantic.artifact)
+            data, split = load_prepared(prepared)
+            return data, split
+    data = load_dataset(cfg.data)
+    return data, leave_one_out(data, cfg.data.max_len)
+
+
 def prepare_inputs(cfg: Config) -> Prepared:
     """Dataset, leave-one-out split and (when the variant needs it) the semantic artifact."""
-    data = load_dataset(cfg.data)
-    split = leave_one_out(data, cfg.data.max_len)
+    data, split = load_data(cfg)
     check_trainable(data, split, cfg)
     if not needs_semantic(cfg):
         return Prepared(data, split, None, "none")

@@ -168,3 +168,49 @@ def test_settings_reject_unknown_keys(tmp_path):
     cfg, pipe = load_all(cfg_file, ["summary.max_tokens=50"])
     assert cfg.data.max_users == 10 and pipe.embed.pooling == "cls_pooler" and pipe.summary.max_tokens == 50
     assert cli.main(["prepare", "--set", "data.nope=1", "--out", str(tmp_path)]) == 2
+
+
+def test_training_reads_the_prepare_stage_the_artifact_was_built_from(raw_run, monkeypatch, tmp_path):
+    """semantic.artifact = <out>/artifact: training takes data and split from <out>/prepared (no raw
+    parse) when that stage is fresh for cfg.data and is the one the artifact lists; the same split,
+    the same data fingerprint as the raw path; other data settings, a changed raw file or a foreign
+    prepared/ read the raw data."""
+    import shutil
+
+    from sracl_ray.config import load
+    from sracl_ray.data.readers import load_dataset
+    from sracl_ray.data.split import leave_one_out
+    from sracl_ray.training import prepare as P
+
+    art_dir = stage_dirs(raw_run)["artifact"]
+    sets = ["data.max_users=15", f"semantic.artifact={art_dir}", "train.progress=false"]
+    cfg = load(None, sets)
+    raw = load_dataset(cfg.data)
+    raw_split = leave_one_out(raw, cfg.data.max_len)
+    calls = []
+    monkeypatch.setattr(P, "load_dataset", lambda *a, **k: calls.append(a) or load_dataset(*a, **k))
+    prep = P.prepare_inputs(cfg)
+    assert calls == []  # nothing parsed the raw files
+    assert prep.data.fingerprint == raw.fingerprint
+    for name in ("sample_user", "sample_hist", "sample_target", "valid_target", "test_hist", "test_target"):
+        np.testing.assert_array_equal(getattr(prep.split, name), getattr(raw_split, name))
+    assert all(np.array_equal(a, b) for a, b in zip(prep.split.train_seqs, raw_split.train_seqs))
+    # a data setting the stage was not run with: the raw files (and then the artifact does not fit)
+    from sracl_ray.semantic.artifact import ArtifactError
+
+    with pytest.raises(ArtifactError):
+        P.prepare_inputs(load(None, sets[1:] + ["data.max_users=14"]))
+    assert len(calls) == 1
+    # an artifact copied away from its prepared/: the raw files
+    lone = tmp_path / "lone" / "artifact"
+    shutil.copytree(art_dir, lone)
+    P.prepare_inputs(load(None, ["data.max_users=15", f"semantic.artifact={lone}", "train.progress=false"]))
+    assert len(calls) == 2
+    # a prepared/ that is not the one the artifact was built from: the raw files
+    other = tmp_path / "other"
+    shutil.copytree(art_dir.parent, other)
+    m = read_manifest(other / "prepared")
+    m["fingerprint"] = "0" * 16
+    (other / "prepared" / "manifest.json").write_text(__import__("json").dumps(m))
+    P.prepare_inputs(load(None, ["data.max_users=15", f"semantic.artifact={other / 'artifact'}", "train.progress=false"]))
+    assert len(calls) == 3
