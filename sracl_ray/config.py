@@ -62,7 +62,8 @@ class SemanticConfig:
     # Deprecated spelling of exclude=same_user (still accepted, with a log line saying so).
     exclude_same_user: bool = False
     # L_CS neighbour table: semantic (the artifact's) | random_other_user (k uniformly random units of
-    # other users, seeded by train.seed) | shuffled (the artifact's table as if the unit embeddings
+    # other users, seeded by train.seed) | cooccurrence (Jaccard over the units' item sets: collaborative,
+    # no text) | shuffled (the artifact's table as if the unit embeddings
     # were permuted among units: the same structure, the semantics scrambled).  Controls for where
     # SRA-CL's gain comes from; item neighbours (L_IS) are unchanged.  training/controls.py.
     neighbours: str = "semantic"
@@ -163,7 +164,7 @@ BACKBONES = ("sasrec", "gru4rec", "duorec")
 DATA_FORMATS = ("auto", "paper", "recbole", "amazon_raw", "yelp_raw")
 TIES = M.TIE_POLICIES
 STOP_RULES = ("release", "strict")  # train.stop_rule: what each means is training/stopping.py
-NEIGHBOUR_TABLES = ("semantic", "random_other_user", "shuffled")  # semantic.neighbours: training/controls.py
+NEIGHBOUR_TABLES = ("semantic", "random_other_user", "cooccurrence", "shuffled")  # semantic.neighbours: training/controls.py
 UNIT_POOLS = ("train", "release")  # semantic.unit_pool: semantic/units.py
 EXCLUSIONS = ("none", "same_user", "longer_same_user")  # semantic.exclude: semantic/composition.py
 ITEM_TABLES = ("semantic", "random", "cooccurrence")  # semantic.item_neighbours: training/controls.py

@@ -6,6 +6,8 @@ controls and differs from it in nothing but the neighbours.
   random_other_user  each unit's k neighbours drawn uniformly, without repeats, from the units of
                      other users that have text (numpy Generator seeded by train.seed): no semantics,
                      no same-user prefix.
+  cooccurrence       each unit's k units with the highest Jaccard similarity of item sets (from the
+                     unit histories; semantic.exclude applied while ranking): collaborative, no text.
   shuffled           the table the artifact would have if the unit embeddings were permuted among the
                      units with text (permutation seeded by train.seed): unit i receives the neighbour
                      list of unit pi(i), renamed through pi.  The table keeps its structure (same
@@ -115,4 +117,48 @@ def cooccurrence_items(train_seqs, n_items: int, k: int) -> np.ndarray:
             fill = popular[~np.isin(popular, np.append(best, i))][:k - len(best)]
             best = np.concatenate([best, fill])
         out[i] = best
+    return out
+
+
+def cooccurrence_units(unit_hist: np.ndarray, nbrs: np.ndarray, k: int, unit_user: np.ndarray | None = None,
+                       unit_length: np.ndarray | None = None, exclude: str = "none", chunk: int = 256) -> np.ndarray:
+    """[U, k] collaborative L_CS neighbours (semantic.neighbours=cooccurrence): per unit with text, the k
+    units with text whose item sets (from the unit histories) have the highest Jaccard similarity to
+    its own, ties to the lower index, itself and (semantic.exclude) the excluded units never; no text
+    is read.  Text-less rows (of the artifact's table `nbrs`) keep pointing to themselves."""
+    from scipy import sparse
+
+    from sracl_ray.semantic.composition import excluded_pairs
+
+    hist = np.asarray(unit_hist, np.int64)
+    n = len(hist)
+    textless = _textless(np.asarray(nbrs, np.int64))
+    rows, cols = np.nonzero(hist > 0)
+    x = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, hist[rows, cols])), shape=(n, int(hist.max()) + 1))
+    x.data[:] = 1.0
+    x.sum_duplicates()
+    x.data[:] = 1.0  # a set: an item repeated in a history counts once
+    deg = np.asarray(x.sum(1)).ravel()
+    out = np.repeat(np.arange(n)[:, None], k, axis=1)
+    text = np.flatnonzero(~textless)
+    if len(text) - 1 < k:
+        raise UserError(f"semantic.neighbours=cooccurrence: {len(text)} units with text, too few for cl.k={k}")
+    every = np.arange(n)
+    for s in range(0, len(text), chunk):
+        r = text[s:s + chunk]
+        inter = (x[r] @ x.T).toarray()
+        union = deg[r, None] + deg[None, :] - inter
+        jac = np.where(union > 0, inter / np.maximum(union, 1), 0.0)
+        jac[:, textless] = -np.inf
+        jac[every[None, :] == r[:, None]] = -np.inf
+        if exclude != "none":
+            jac[excluded_pairs(np.broadcast_to(every, (len(r), n)), r, unit_user, unit_length, exclude)] = -np.inf
+        if (np.isfinite(jac).sum(1) < k).any():
+            raise UserError(f"semantic.neighbours=cooccurrence with semantic.exclude={exclude}: a unit has fewer than "
+                            f"cl.k={k} allowed units with text")
+        cand = np.argpartition(-jac, k - 1, axis=1)[:, :k]
+        kth = np.take_along_axis(jac, cand, 1).min(1)
+        for j, row in enumerate(jac):
+            ids = np.flatnonzero(row >= kth[j])
+            out[r[j]] = ids[np.lexsort((ids, -row[ids]))][:k]  # Jaccard desc, index asc
     return out

@@ -74,7 +74,8 @@ def unit_pools(art: SemanticArtifact, units, k: int, exclude: str = "none",
     return pools
 
 
-def neighbour_control(art: SemanticArtifact, units, cfg: Config) -> tuple[np.ndarray | None, np.ndarray | None]:
+def neighbour_control(art: SemanticArtifact, units, cfg: Config, hist: np.ndarray | None = None
+                      ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(the L_CS neighbour table semantic.neighbours asks for, or None for the artifact's; the unit
     permutation the embeddings follow, or None).  training/controls.py."""
     kind = cfg.semantic.neighbours
@@ -86,6 +87,12 @@ def neighbour_control(art: SemanticArtifact, units, cfg: Config) -> tuple[np.nda
         table = controls.random_other_user(art.unit_nbrs, units["user"].to_numpy(), C.k_user(cfg.cl), cfg.train.seed)
         log.info("semantic.neighbours=random_other_user: L_CS pools of %d units are random units of other users "
                  "(seed %d): no semantic neighbour", len(table), cfg.train.seed)
+        return table, None
+    if kind == "cooccurrence":  # built with the exclusion applied: unit_pools then finds k allowed per row
+        table = controls.cooccurrence_units(hist, art.unit_nbrs, C.k_user(cfg.cl), units["user"].to_numpy(),
+                                            units["length"].to_numpy(), C.exclusion(cfg.semantic))
+        log.info("semantic.neighbours=cooccurrence: L_CS pools of %d units are their Jaccard neighbours over the "
+                 "items of their histories (no text)", len(table))
         return table, None
     table, pi = controls.shuffled(art.unit_nbrs, cfg.train.seed)
     log.info("semantic.neighbours=shuffled: the unit embeddings permuted among %d units (seed %d): the neighbour "
@@ -131,7 +138,7 @@ class DeviceData:
             self.unit = t(sample_units(sp, art.granularity))
             self.unit_hist = t(hist)
             emb_in = synthesis_inputs(art, cfg.semantic.normalize, prep.semantic_source)
-            table, emb_unit = neighbour_control(art, units, cfg)
+            table, emb_unit = neighbour_control(art, units, cfg, hist)
             if emb_unit is not None:  # shuffled: the head reads the permuted embeddings too
                 emb_in = emb_in[emb_unit]
             self.unit_emb = t(emb_in)

@@ -50,7 +50,7 @@ def test_shuffled_is_the_table_of_permuted_embeddings():
 def test_control_is_a_typed_setting_and_inert_where_l_cs_reads_no_neighbours():
     assert C.Config().semantic.neighbours == "semantic"
     with pytest.raises(C.ConfigError, match="semantic.neighbours"):
-        C.load(None, ["semantic.neighbours=cooccurrence"])
+        C.load(None, ["semantic.neighbours=jaccard"])
     inert = C.inert_settings(C.load(None, ["cl.variant=no_cs", "semantic.neighbours=shuffled"]))
     assert "semantic.neighbours=shuffled" in inert
 
@@ -136,3 +136,50 @@ def test_item_control_changes_only_the_l_is_table_and_reads_training_data_only(s
                                                                                 C.k_item(co_cfg.cl)))
     result = fit(C.load(None, small_sample + ["semantic.item_neighbours=random", "train.epochs=1"]), tmp_path / "r")
     assert result["status"] == "ok" and result["config"]["semantic"]["item_neighbours"] == "random"
+
+
+def _naive_unit_jaccard(hist, textless, k, banned=None):
+    sets = [set(int(i) for i in row if i) for row in hist]
+    out = []
+    for i, a in enumerate(sets):
+        if i in textless:
+            out.append([i] * k)
+            continue
+        cand = [(-len(a & b) / len(a | b) if a | b else 0.0, j) for j, b in enumerate(sets)
+                if j != i and j not in textless and not (banned is not None and banned[i, j])]
+        out.append([j for _, j in sorted(cand)][:k])
+    return np.array(out)
+
+
+def test_cooccurrence_units_equal_a_naive_jaccard_with_and_without_exclusion():
+    rng = np.random.default_rng(4)
+    n, L = 50, 6
+    hist = np.zeros((n, L), np.int64)
+    for i in range(n):
+        m = rng.integers(1, L + 1)
+        hist[i, L - m:] = rng.integers(1, 15, m)  # repeats allowed: a set counts each item once
+    nbrs = _table(rng, n_units=n, k=4)
+    nbrs[48:] = np.arange(48, 50)[:, None]  # units 48, 49 without text
+    got = controls.cooccurrence_units(hist, nbrs, 5)
+    np.testing.assert_array_equal(got, _naive_unit_jaccard(hist, {48, 49}, 5))
+    user, length = np.repeat(np.arange(10), 5), np.tile(np.arange(1, 6), 10)
+    got = controls.cooccurrence_units(hist, nbrs, 5, user, length, "same_user")
+    np.testing.assert_array_equal(got, _naive_unit_jaccard(hist, {48, 49}, 5, user[:, None] == user[None, :]))
+    assert not (user[got[:48]] == user[:48, None]).any()
+
+
+def test_cooccurrence_control_on_the_device_tensors(small_sample):
+    import torch
+
+    from sracl_ray.training.inputs import DeviceData, prepare_inputs
+
+    cfg = C.load(None, small_sample + ["semantic.neighbours=cooccurrence", "semantic.exclude=longer_same_user"])
+    prep = prepare_inputs(cfg)
+    dd = DeviceData(prep, cfg, torch.device("cpu"))
+    units, hist = prep.unit_inputs()
+    want = controls.cooccurrence_units(hist, prep.semantic.unit_nbrs, C.k_user(cfg.cl), units["user"].to_numpy(),
+                                       units["length"].to_numpy(), "longer_same_user")
+    np.testing.assert_array_equal(dd.unit_nbrs.numpy(), want)
+    user, length = units["user"].to_numpy(), units["length"].to_numpy()
+    got = dd.unit_nbrs.numpy()
+    assert not ((user[got] == user[:, None]) & (length[got] > length[:, None])).any()
