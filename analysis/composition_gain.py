@@ -31,15 +31,16 @@ SHARE_LABELS = {"same_user": "share of neighbours: own prefixes",
 def user_shares(unit_nbrs: np.ndarray, units: pd.DataFrame, k: int) -> pd.DataFrame:
     """[users] per user the mean over its units with text of the share of its top-k neighbours that
     are its own units (same_user) and its own longer units (longer_same_user); index: user id."""
-    from sracl_ray.semantic.composition import textless_rows
+    from sracl_ray.semantic.composition import excluded_pairs, textless_rows
 
     nbrs = np.asarray(unit_nbrs, np.int64)[:, :k]
     user, length = units["user"].to_numpy(np.int64), units["length"].to_numpy(np.int64)
     if len(nbrs) != len(user):
         raise UserError(f"the neighbour table has {len(nbrs)} rows, the units frame {len(user)}")
     keep = ~textless_rows(np.asarray(unit_nbrs, np.int64))
-    same = user[nbrs] == user[:, None]
-    longer = same & (length[nbrs] > length[:, None])
+    rows = np.arange(len(nbrs))  # the pairs semantic.exclude would leave out are exactly these shares
+    same = excluded_pairs(nbrs, rows, user, length, "same_user")
+    longer = excluded_pairs(nbrs, rows, user, length, "longer_same_user")
     frame = pd.DataFrame({"user": user, "same_user": same.mean(1), "longer_same_user": longer.mean(1)})[keep]
     return frame.groupby("user")[list(SHARES)].mean()
 

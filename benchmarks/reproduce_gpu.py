@@ -234,20 +234,17 @@ def arms(args) -> list[tuple[str, str, list[str]]]:
 def grid_arms(path: str) -> list[tuple[str, str, list[str]]]:
     """The arms of an experiment file's grid (e.g. experiments/attribution.yaml): its base settings
     (less data.*, which --data and --max-users set) and each point's values, seeds from --seeds."""
-    import itertools
-
     from sracl_ray import config as C
-    from sracl_ray.sweeps.experiment import load_experiment
+    from sracl_ray.sweeps.experiment import iter_grid_points, load_experiment
 
     exp = load_experiment(path)
     if exp.search.mode != "grid":
         raise SystemExit(f"--grid {path}: search.mode is {exp.search.mode}, not grid")
     base = [f"{k}={C.scalar_text(v)}" for k, v in C.flatten(exp.base).items() if not k.startswith("data.")]
-    grid = {k: v for k, v in exp.search.grid.items() if k != "train.seed"}
+    search = dataclasses.replace(exp.search, grid={k: v for k, v in exp.search.grid.items() if k != "train.seed"})
     out = []
-    for combo in itertools.product(*grid.values()):
-        point = dict(zip(grid, combo))
-        stem = "-".join(str(v) for v in combo) or "base"
+    for point in iter_grid_points(search):
+        stem = "-".join(str(v) for v in point.values()) or "base"
         variant = str(point.get("cl.variant", C.from_dict(exp.base).cl.variant))
         out.append((stem, variant, base + [f"{k}={C.scalar_text(v)}" for k, v in point.items()]))
     return out

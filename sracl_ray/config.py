@@ -207,8 +207,8 @@ def loss_weights(cl: CLConfig) -> tuple[float, float]:
 
 
 # Settings that only one loss reads (training/step.py, training/inputs.py, training/fit.py).
-CS_ONLY = ("cl.cs_form", "cl.cs_anchor", "semantic.exclude", "semantic.exclude_same_user", "semantic.unit_pool", "semantic.granularity", "cl.k_user",
-           "semantic.neighbours")
+CS_ONLY = ("cl.cs_form", "cl.cs_anchor", "semantic.exclude", "semantic.exclude_same_user", "semantic.unit_pool",
+           "semantic.granularity", "cl.k_user", "semantic.neighbours")
 SYNTH_ONLY = ("semantic.normalize", "cl.attn_dropout")  # the L_CS synthesis head (not built for unlearnable)
 IS_ONLY = ("cl.substitute_prob", "cl.k_item", "semantic.item_neighbours")
 CL_SHARED = ("cl.k", "cl.temperature", "semantic.artifact", "semantic.cache_dir")  # L_CS or L_IS

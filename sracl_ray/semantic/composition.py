@@ -200,11 +200,18 @@ def _recompute(emb: np.ndarray, user: np.ndarray, length: np.ndarray | None, exc
             bad = int(r[np.argmax(pool < k)])
             raise UserError(f"semantic.exclude={exclude}: unit {bad} has only {int(pool.min())} allowed units "
                             f"with text, fewer than cl.k={k}")
-        cand = np.argpartition(-sim, k - 1, axis=1)[:, :k]  # the k best, unordered
-        # the k-th best score may tie with columns outside cand: take every column scoring >= it
-        kth = np.take_along_axis(sim, cand, 1).min(1)
-        for j, row in enumerate(sim):
-            ids = np.flatnonzero(row >= kth[j])
-            best = ids[np.lexsort((ids, -row[ids]))][:k]  # score desc, id asc
-            out[s + j] = best
+        out[s:s + len(r)] = exact_topk(sim, k)
+    return out
+
+
+def exact_topk(scores: np.ndarray, k: int) -> np.ndarray:
+    """[R, k] per row the columns of the k highest scores, score desc then column asc (exact under
+    ties); banned columns are -inf and every row must have k finite ones."""
+    cand = np.argpartition(-scores, k - 1, axis=1)[:, :k]  # the k best, unordered
+    # the k-th best score may tie with columns outside cand: take every column scoring >= it
+    kth = np.take_along_axis(scores, cand, 1).min(1)
+    out = np.empty((len(scores), k), np.int64)
+    for j, row in enumerate(scores):
+        ids = np.flatnonzero(row >= kth[j])
+        out[j] = ids[np.lexsort((ids, -row[ids]))][:k]
     return out

@@ -128,14 +128,13 @@ def cooccurrence_units(unit_hist: np.ndarray, nbrs: np.ndarray, k: int, unit_use
     is read.  Text-less rows (of the artifact's table `nbrs`) keep pointing to themselves."""
     from scipy import sparse
 
-    from sracl_ray.semantic.composition import excluded_pairs
+    from sracl_ray.semantic.composition import exact_topk, excluded_pairs
 
     hist = np.asarray(unit_hist, np.int64)
     n = len(hist)
     textless = _textless(np.asarray(nbrs, np.int64))
     rows, cols = np.nonzero(hist > 0)
     x = sparse.csr_matrix((np.ones(len(rows), np.float32), (rows, hist[rows, cols])), shape=(n, int(hist.max()) + 1))
-    x.data[:] = 1.0
     x.sum_duplicates()
     x.data[:] = 1.0  # a set: an item repeated in a history counts once
     deg = np.asarray(x.sum(1)).ravel()
@@ -156,9 +155,5 @@ def cooccurrence_units(unit_hist: np.ndarray, nbrs: np.ndarray, k: int, unit_use
         if (np.isfinite(jac).sum(1) < k).any():
             raise UserError(f"semantic.neighbours=cooccurrence with semantic.exclude={exclude}: a unit has fewer than "
                             f"cl.k={k} allowed units with text")
-        cand = np.argpartition(-jac, k - 1, axis=1)[:, :k]
-        kth = np.take_along_axis(jac, cand, 1).min(1)
-        for j, row in enumerate(jac):
-            ids = np.flatnonzero(row >= kth[j])
-            out[r[j]] = ids[np.lexsort((ids, -row[ids]))][:k]  # Jaccard desc, index asc
+        out[r] = exact_topk(jac, k)  # Jaccard desc, index asc
     return out

@@ -132,8 +132,7 @@ def load_data(cfg: Config) -> tuple[InteractionData, Split]:
         if prepared is not None:
             log.info("data and split from the prepare stage %s (the one %s was built from)", prepared,
                      cfg.semantic.artifact)
-            data, split = load_prepared(prepared)
-            return data, split
+            return load_prepared(prepared)
     data = load_dataset(cfg.data)
     return data, leave_one_out(data, cfg.data.max_len)
 
