@@ -127,7 +127,8 @@ def fresh_prepared(cfg: Config, artifact: str | Path) -> Path | None:
     fingerprint the artifact lists as its input; else None (read the raw data instead)."""
     art_dir = Path(artifact)
     prepared = art_dir.parent / "prepared"
-    built_from = ((read_manifest(art_dir) or {}).get("inputs") or {}).get("prepared")
+    inputs = (read_manifest(art_dir) or {}).get("inputs")
+    built_from = inputs.get("prepared") if isinstance(inputs, dict) else None  # a foreign manifest: no link
     m = read_manifest(prepared)
     if not built_from or not m or m.get("stage") != "prepare" or m.get("fingerprint") != built_from:
         return None

@@ -214,3 +214,11 @@ def test_training_reads_the_prepare_stage_the_artifact_was_built_from(raw_run, m
     (other / "prepared" / "manifest.json").write_text(__import__("json").dumps(m))
     P.prepare_inputs(load(None, ["data.max_users=15", f"semantic.artifact={other / 'artifact'}", "train.progress=false"]))
     assert len(calls) == 3
+    # an artifact manifest whose inputs are not a mapping (hand-edited, foreign): no link, the raw files
+    odd = tmp_path / "odd"
+    shutil.copytree(art_dir.parent, odd)
+    am = read_manifest(odd / "artifact")
+    am["inputs"] = ["prepared"]
+    (odd / "artifact" / "manifest.json").write_text(__import__("json").dumps(am))
+    P.prepare_inputs(load(None, ["data.max_users=15", f"semantic.artifact={odd / 'artifact'}", "train.progress=false"]))
+    assert len(calls) == 4
